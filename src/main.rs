@@ -1,0 +1,123 @@
+//! `mesh`: the command line of the mesh. Every subcommand is a thin call into a library crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mesh_tls::{CertificateAuthority, IdentityDomain};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mesh",
+    version,
+    about = "A service mesh built from embeddable tower layers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Manage the mesh's certificate authority (trust anchor and issuer).
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Create a trust anchor and an issuer in DIR, or show the ones already there.
+    Init {
+        /// Directory for trust-anchors.pem, issuer.pem and the keys (mode 0600).
+        dir: PathBuf,
+        /// DNS suffix of workload identities.
+        #[arg(long, default_value = "mesh.cluster.local")]
+        identity_suffix: String,
+        /// SPIFFE trust domain.
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+    },
+    /// Issue a certificate and key for a workload identity, for clients that cannot make a CSR.
+    Issue {
+        /// Directory of the CA (see `mesh ca init`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Service account of the workload.
+        #[arg(long)]
+        service_account: String,
+        /// Namespace of the workload.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Directory to write tls.crt, tls.key and ca.pem into.
+        #[arg(long)]
+        out: PathBuf,
+        /// DNS suffix of workload identities.
+        #[arg(long, default_value = "mesh.cluster.local")]
+        identity_suffix: String,
+        /// SPIFFE trust domain.
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ca(CaCommand::Init {
+            dir,
+            identity_suffix,
+            trust_domain,
+        }) => {
+            let domain = IdentityDomain::new(&identity_suffix, &trust_domain)?;
+            let ca = CertificateAuthority::builder()
+                .domain(domain)
+                .load_or_generate(&dir)?;
+            println!("{ca:?}");
+            println!(
+                "trust bundle: {}",
+                dir.join(mesh_tls::ca::files::TRUST_ANCHORS).display()
+            );
+            Ok(())
+        }
+        Command::Ca(CaCommand::Issue {
+            ca,
+            service_account,
+            namespace,
+            out,
+            identity_suffix,
+            trust_domain,
+        }) => {
+            let domain = IdentityDomain::new(&identity_suffix, &trust_domain)?;
+            let ca = CertificateAuthority::builder().domain(domain).load(&ca)?;
+            let id = ca.domain().workload(&service_account, &namespace)?;
+            let leaf = ca.issue(&id)?;
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("ca.pem"), ca.trust_bundle().to_pem())?;
+            std::fs::write(out.join("tls.crt"), leaf.chain_pem())?;
+            write_secret(&out.join("tls.key"), &leaf.key_pem())?;
+            println!("issued {id} into {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn write_secret(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
