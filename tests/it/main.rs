@@ -2,5 +2,8 @@
 //! wrote.
 #![allow(unreachable_pub)]
 
+mod embed_layers;
 mod example;
+mod http;
 mod mtls_echo;
+mod prometheus;

@@ -1,10 +1,10 @@
 //! The cross-cutting pieces of the mesh, usable in any tower stack.
 //!
 //! `mesh-core` owns what every other mesh crate shares and what a Rust service can embed on its
-//! own: the vocabulary for building stacks over *targets* ([`stack::Param`]), and (as they land)
-//! names and authorities, protocol detection, response classification, retries with budgets,
-//! timeouts, golden metrics and tap. It owns no sockets, no TLS and no discovery: those live in
-//! `mesh-tls`, `mesh-proxy` and `mesh-balance`.
+//! own: the vocabulary for building stacks over *targets* ([`stack::Param`]), protocol detection
+//! ([`detect`]), response classification ([`classify`]), body observation ([`body`]), timeouts,
+//! retries with budgets, golden metrics and tap. It owns no sockets, no TLS and no discovery:
+//! those live in `mesh-tls`, `mesh-proxy` and `mesh-balance`.
 //!
 //! # Example
 //!
@@ -28,7 +28,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod body;
+pub mod classify;
+pub mod detect;
+pub mod metrics;
+pub mod rescue;
+pub mod retry;
 pub mod stack;
+pub mod tap;
+pub mod timeout;
 
 /// The error type layers widen their errors to, as tower does.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

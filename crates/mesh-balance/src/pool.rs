@@ -1,0 +1,240 @@
+//! The P2C set of endpoints itself, without a queue in front: [`Pool`].
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use http::{Request, Response};
+use mesh_core::BoxError;
+use mesh_core::body::ObservedBody;
+use pin_project_lite::pin_project;
+use tower::balance::p2c::Balance;
+use tower::discover::{Change, Discover};
+use tower::load::completion::TrackCompletionFuture;
+use tower::load::peak_ewma::Handle;
+use tower::load::{CompleteOnResponse, PeakEwma};
+use tower_service::Service;
+
+use crate::accrual::{self, Accrual, EosClassify};
+use crate::renew::{self, Renew};
+use crate::state::TargetState;
+use crate::{Backoff, Endpoint, NewService, TargetStats};
+
+/// The P2C-EWMA set of a target's endpoints, as a service with no queue in front.
+///
+/// `poll_ready` pends while no endpoint is ready, for as long as that lasts, and the pool is not
+/// `Clone`: most users want [`Balancer`](crate::Balancer), which puts a bounded queue with a
+/// failfast timeout in front of it. Build one with
+/// [`Builder::build_pool`](crate::Builder::build_pool).
+///
+/// Each endpoint discovery reports becomes, outermost first:
+/// 1. tower's [`PeakEwma`]: the load P2C compares (latency to response headers, times
+///    requests in flight);
+/// 2. failure accrual ([`accrual`]): ejects, probes and restores, and feeds the
+///    stats (below the EWMA, so an ejected endpoint's not-ready reaches the balancer);
+/// 3. a renewal guard: when the endpoint's service fails to become ready, it is rebuilt after a
+///    backoff instead of being dropped by the balancer forever;
+/// 4. the service the endpoint factory builds.
+pub struct Pool<D, N, B>
+where
+    D: Discover<Key = SocketAddr, Service = Endpoint>,
+    D::Error: Into<BoxError>,
+    N: NewService<Endpoint> + Clone,
+{
+    balance: Balance<Endpoints<D, N>, Request<B>>,
+    stats: TargetStats,
+}
+
+type EndpointService<N> = PeakEwma<Accrual<Renew<N>>, CompleteOnResponse>;
+
+type EndpointFuture<F> = TrackCompletionFuture<
+    accrual::ResponseFuture<renew::ResponseFuture<F>>,
+    CompleteOnResponse,
+    Handle,
+>;
+
+pin_project! {
+    /// The response of a [`Pool`] (and, through it, of a [`Balancer`](crate::Balancer)).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: futures_util::future::MapErr<EndpointFuture<F>, fn(BoxError) -> BoxError>,
+    }
+}
+
+pin_project! {
+    /// Turns discovered [`Endpoint`]s into endpoint services.
+    pub(crate) struct Endpoints<D, N> {
+        #[pin]
+        discover: D,
+        done: bool,
+        new: N,
+        target: Arc<TargetState>,
+        renew: Backoff,
+        default_rtt: Duration,
+        decay_ns: f64,
+    }
+}
+
+pub(crate) struct EndpointConfig {
+    pub(crate) renew: Backoff,
+    pub(crate) default_rtt: Duration,
+    pub(crate) decay: Duration,
+}
+
+// === impl Pool ===
+
+impl<D, N, B> Pool<D, N, B>
+where
+    D: Discover<Key = SocketAddr, Service = Endpoint>,
+    D::Error: Into<BoxError>,
+    N: NewService<Endpoint> + Clone,
+{
+    pub(crate) fn new<RB>(
+        discover: D,
+        new: N,
+        target: Arc<TargetState>,
+        config: EndpointConfig,
+    ) -> Self
+    where
+        N::Service: Service<Request<B>, Response = Response<RB>>,
+        <N::Service as Service<Request<B>>>::Error: Into<BoxError>,
+        RB: http_body::Body,
+    {
+        let stats = TargetStats(target.clone());
+        let endpoints = Endpoints {
+            discover,
+            done: false,
+            new,
+            target,
+            renew: config.renew,
+            default_rtt: config.default_rtt.max(Duration::from_nanos(1)),
+            decay_ns: (config.decay.as_nanos() as f64).max(1.0),
+        };
+        Self {
+            balance: Balance::new(endpoints),
+            stats,
+        }
+    }
+
+    /// The live view of the endpoints.
+    pub fn stats(&self) -> &TargetStats {
+        &self.stats
+    }
+}
+
+impl<D, N, B, RB> Service<Request<B>> for Pool<D, N, B>
+where
+    D: Discover<Key = SocketAddr, Service = Endpoint> + Unpin,
+    D::Error: Into<BoxError>,
+    N: NewService<Endpoint> + Clone + Unpin,
+    N::Service: Service<Request<B>, Response = Response<RB>>,
+    RB: http_body::Body,
+    <N::Service as Service<Request<B>>>::Error: Into<BoxError>,
+{
+    type Response = Response<ObservedBody<RB, EosClassify>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<<N::Service as Service<Request<B>>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.balance.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        ResponseFuture {
+            inner: self.balance.call(req),
+        }
+    }
+}
+
+impl<D, N, B> fmt::Debug for Pool<D, N, B>
+where
+    D: Discover<Key = SocketAddr, Service = Endpoint>,
+    D::Error: Into<BoxError>,
+    N: NewService<Endpoint> + Clone,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("endpoints", &self.stats.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+// === impl ResponseFuture ===
+
+impl<F, T> Future for ResponseFuture<F>
+where
+    futures_util::future::MapErr<EndpointFuture<F>, fn(BoxError) -> BoxError>:
+        Future<Output = Result<T, BoxError>>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+// === impl Endpoints ===
+
+impl<D, N> Stream for Endpoints<D, N>
+where
+    D: Discover<Key = SocketAddr, Service = Endpoint>,
+    D::Error: Into<BoxError>,
+    N: NewService<Endpoint> + Clone,
+{
+    type Item = Result<Change<SocketAddr, EndpointService<N>>, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Pending;
+        }
+        let change = match this.discover.poll_discover(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(change))) => change,
+            Poll::Ready(Some(Err(e))) => {
+                let error: BoxError = e.into();
+                tracing::warn!(target = %this.target.name(), %error, "discovery failed; keeping the endpoints known so far");
+                *this.done = true;
+                return Poll::Pending;
+            }
+            Poll::Ready(None) => {
+                // The balancer keeps polling; a finished stream must not be polled again.
+                *this.done = true;
+                return Poll::Pending;
+            }
+        };
+        Poll::Ready(Some(Ok(match change {
+            Change::Remove(addr) => {
+                tracing::debug!(target = %this.target.name(), endpoint = %addr, "removing endpoint");
+                Change::Remove(addr)
+            }
+            Change::Insert(addr, endpoint) => {
+                tracing::debug!(target = %this.target.name(), ?endpoint, "adding endpoint");
+                let shared = this.target.join(addr);
+                let svc = Renew::new(this.new.clone(), endpoint, *this.renew);
+                Change::Insert(
+                    addr,
+                    PeakEwma::new(
+                        Accrual::new(svc, shared),
+                        *this.default_rtt,
+                        *this.decay_ns,
+                        CompleteOnResponse::default(),
+                    ),
+                )
+            }
+        })))
+    }
+}

@@ -1,0 +1,289 @@
+//! The proxy's configuration: flags and `MESH_PROXY_*` environment variables, validated at start
+//! with errors that name the bad field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mesh_tls::{PemFiles, ServiceIdentity};
+
+use crate::discovery::parse_duration;
+use crate::identity::IdentitySource;
+use crate::inbound::DefaultPolicy;
+use crate::runtime::StackConfig;
+
+/// `mesh-proxy` flags (each also readable from a `MESH_PROXY_*` variable).
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "mesh-proxy", version, about = "The mesh sidecar proxy")]
+pub struct Args {
+    /// This workload's identity (a DNS-like name), certified with --ca-dir.
+    #[arg(long, env = "MESH_PROXY_IDENTITY")]
+    pub identity: Option<String>,
+    /// A CA directory (`mesh ca init`) to certify --identity with, in-process.
+    #[arg(long, env = "MESH_PROXY_CA_DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Trust anchors (PEM) for static credentials.
+    #[arg(long, env = "MESH_PROXY_TRUST_ANCHORS")]
+    pub trust_anchors: Option<PathBuf>,
+    /// Certificate chain (PEM) for static credentials; reloaded when it changes.
+    #[arg(long, env = "MESH_PROXY_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) for static credentials; reloaded when it changes.
+    #[arg(long, env = "MESH_PROXY_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Where meshed peers (and unmeshed clients, if policy allows) connect.
+    #[arg(long, env = "MESH_PROXY_INBOUND_LISTEN")]
+    pub inbound_listen: Option<SocketAddr>,
+    /// The app's address, where inbound traffic goes.
+    #[arg(long, env = "MESH_PROXY_INBOUND_FORWARD")]
+    pub inbound_forward: Option<SocketAddr>,
+    /// Who may call the app: all-authenticated, all-unauthenticated, cluster-unauthenticated or deny.
+    #[arg(
+        long,
+        env = "MESH_PROXY_INBOUND_POLICY",
+        default_value = "all-unauthenticated"
+    )]
+    pub inbound_policy: String,
+
+    /// The authority-routed outbound listener: the app sends requests here with the target's
+    /// Host / :authority.
+    #[arg(long, env = "MESH_PROXY_OUTBOUND_LISTEN")]
+    pub outbound_listen: Option<SocketAddr>,
+    /// A per-upstream listener, AUTHORITY=LISTEN_ADDR (repeatable; comma-separated in the
+    /// environment): everything sent to LISTEN_ADDR goes to AUTHORITY.
+    #[arg(long = "upstream", env = "MESH_PROXY_UPSTREAMS", value_delimiter = ',')]
+    pub upstreams: Vec<String>,
+    /// Static destinations (YAML): endpoints, identities, routes and splits.
+    #[arg(long, env = "MESH_PROXY_DESTINATIONS")]
+    pub destinations: Option<PathBuf>,
+
+    /// The admin server (/metrics, /ready, /live, /shutdown).
+    #[arg(
+        long,
+        env = "MESH_PROXY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:4191"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Ports that speak first from the server: never protocol-detected.
+    #[arg(
+        long,
+        env = "MESH_PROXY_OPAQUE_PORTS",
+        value_delimiter = ',',
+        default_value = "25,587,3306,4444,5432,6379,9300,11211"
+    )]
+    pub opaque_ports: Vec<u16>,
+    /// How long to wait for a client's first bytes before treating a connection as opaque TCP.
+    #[arg(long, env = "MESH_PROXY_DETECT_TIMEOUT", default_value = "10s")]
+    pub detect_timeout: String,
+    /// Connection timeout to endpoints and to the app.
+    #[arg(long, env = "MESH_PROXY_CONNECT_TIMEOUT", default_value = "1s")]
+    pub connect_timeout: String,
+    /// How long a request waits for a ready endpoint before a 503.
+    #[arg(long, env = "MESH_PROXY_FAILFAST_TIMEOUT", default_value = "3s")]
+    pub failfast_timeout: String,
+    /// How long in-flight requests may take to finish after a shutdown.
+    #[arg(long, env = "MESH_PROXY_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: String,
+    /// Runtime worker threads.
+    #[arg(long, env = "MESH_PROXY_CORES", default_value_t = 1)]
+    pub cores: usize,
+    /// Log format: plain or json. Levels come from RUST_LOG.
+    #[arg(long, env = "MESH_PROXY_LOG_FORMAT", default_value = "plain")]
+    pub log_format: String,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the certificate comes from.
+    pub identity: IdentitySource,
+    /// Inbound listener and app address.
+    pub inbound: Option<(SocketAddr, SocketAddr)>,
+    /// Inbound policy.
+    pub inbound_policy: DefaultPolicy,
+    /// Authority-routed outbound listener.
+    pub outbound: Option<SocketAddr>,
+    /// Per-upstream listeners: (authority, listen address).
+    pub upstreams: Vec<(String, SocketAddr)>,
+    /// Static destinations file.
+    pub destinations: Option<PathBuf>,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// Timeouts and limits.
+    pub stack: StackConfig,
+    /// Drain deadline.
+    pub shutdown_grace: Duration,
+    /// Worker threads.
+    pub cores: usize,
+    /// JSON logs.
+    pub json_logs: bool,
+}
+
+/// A configuration field is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {field}: {reason}")]
+pub struct InvalidConfig {
+    field: &'static str,
+    reason: String,
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> InvalidConfig {
+    InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Args {
+    /// Checks every field.
+    pub fn validate(self) -> Result<Config, InvalidConfig> {
+        let duration = |field: &'static str, v: &str| parse_duration(v).map_err(|e| bad(field, e));
+        let identity = match (&self.ca_dir, &self.trust_anchors, &self.cert, &self.key) {
+            (Some(dir), None, None, None) => {
+                let name = self.identity.as_deref().ok_or_else(|| {
+                    bad("--identity", "--ca-dir needs --identity NAME to certify")
+                })?;
+                let identity =
+                    ServiceIdentity::parse(name).map_err(|e| bad("--identity", e.to_string()))?;
+                IdentitySource::LocalCa {
+                    dir: dir.clone(),
+                    identity,
+                }
+            }
+            (None, Some(t), Some(c), Some(k)) => IdentitySource::Files(PemFiles {
+                trust_anchors: t.clone(),
+                certificate: c.clone(),
+                private_key: k.clone(),
+            }),
+            (None, None, None, None) => {
+                return Err(bad(
+                    "identity",
+                    "give either --ca-dir DIR --identity NAME, or --trust-anchors, --cert and --key",
+                ));
+            }
+            _ => {
+                return Err(bad(
+                    "identity",
+                    "--ca-dir and static files (--trust-anchors/--cert/--key) are exclusive, and \
+                     static credentials need all three files",
+                ));
+            }
+        };
+        let inbound = match (self.inbound_listen, self.inbound_forward) {
+            (Some(l), Some(f)) => Some((l, f)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "--inbound-forward",
+                    "--inbound-listen needs the app's address",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "--inbound-listen",
+                    "--inbound-forward needs a listen address",
+                ));
+            }
+        };
+        let inbound_policy = self
+            .inbound_policy
+            .parse()
+            .map_err(|e: String| bad("--inbound-policy", e))?;
+        let mut upstreams = Vec::new();
+        for u in &self.upstreams {
+            let (authority, listen) = u.rsplit_once('=').ok_or_else(|| {
+                bad("--upstream", format!("{u:?}: use AUTHORITY=LISTEN_ADDR, e.g. voting.emojivoto:8080=127.0.0.1:9191"))
+            })?;
+            let listen: SocketAddr = listen
+                .parse()
+                .map_err(|e| bad("--upstream", format!("{u:?}: listen address: {e}")))?;
+            if authority.trim().is_empty() {
+                return Err(bad("--upstream", format!("{u:?}: empty authority")));
+            }
+            upstreams.push((authority.trim().to_string(), listen));
+        }
+        if inbound.is_none() && self.outbound_listen.is_none() && upstreams.is_empty() {
+            return Err(bad(
+                "listeners",
+                "nothing to proxy: give --inbound-listen/--inbound-forward, --outbound-listen or --upstream",
+            ));
+        }
+        if self.cores == 0 || self.cores > 64 {
+            return Err(bad("--cores", "between 1 and 64"));
+        }
+        let json_logs = match self.log_format.as_str() {
+            "plain" => false,
+            "json" => true,
+            other => return Err(bad("--log-format", format!("{other:?}: use plain or json"))),
+        };
+        Ok(Config {
+            identity,
+            inbound,
+            inbound_policy,
+            outbound: self.outbound_listen,
+            upstreams,
+            destinations: self.destinations,
+            admin: self.admin_listen,
+            stack: StackConfig {
+                detect_timeout: duration("--detect-timeout", &self.detect_timeout)?,
+                connect_timeout: duration("--connect-timeout", &self.connect_timeout)?,
+                failfast_timeout: duration("--failfast-timeout", &self.failfast_timeout)?,
+                opaque_ports: self.opaque_ports,
+                ..StackConfig::default()
+            },
+            shutdown_grace: duration("--shutdown-grace", &self.shutdown_grace)?,
+            cores: self.cores,
+            json_logs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Config, InvalidConfig> {
+        let mut v = vec!["mesh-proxy"];
+        v.extend_from_slice(args);
+        Args::try_parse_from(v).unwrap().validate()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse(&["--outbound-listen", "127.0.0.1:1"]).unwrap_err();
+        assert!(e.to_string().contains("identity"), "{e}");
+        let e = parse(&["--ca-dir", "/x", "--outbound-listen", "127.0.0.1:1"]).unwrap_err();
+        assert!(e.to_string().contains("--identity"), "{e}");
+        let e = parse(&["--ca-dir", "/x", "--identity", "a.b", "--upstream", "nope"]).unwrap_err();
+        assert!(e.to_string().contains("--upstream"), "{e}");
+        let e = parse(&["--ca-dir", "/x", "--identity", "a.b"]).unwrap_err();
+        assert!(e.to_string().contains("nothing to proxy"), "{e}");
+        let e = parse(&[
+            "--ca-dir",
+            "/x",
+            "--identity",
+            "a.b",
+            "--outbound-listen",
+            "127.0.0.1:1",
+            "--detect-timeout",
+            "soon",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--detect-timeout"), "{e}");
+        let ok = parse(&[
+            "--ca-dir",
+            "/x",
+            "--identity",
+            "a.b",
+            "--upstream",
+            "voting.emojivoto:8080=127.0.0.1:9191",
+            "--inbound-policy",
+            "deny",
+        ])
+        .unwrap();
+        assert_eq!(ok.upstreams[0].0, "voting.emojivoto:8080");
+        assert_eq!(ok.inbound_policy, DefaultPolicy::Deny);
+    }
+}

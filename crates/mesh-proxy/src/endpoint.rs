@@ -1,0 +1,251 @@
+//! The endpoint client: one multiplexed HTTP/2 connection to a peer proxy over mutual TLS.
+//!
+//! Every request to an endpoint, whatever its version from the app, shares one HTTP/2
+//! connection, so an HTTP/1 client does not cost a TLS handshake per connection. The
+//! connection is made on first use and again after it fails. The server must prove the identity
+//! discovery gave for the endpoint ([`mesh_tls::TlsClientLayer`]); an endpoint without an
+//! identity is unmeshed and gets plaintext HTTP/2.
+//!
+//! Upgrades (WebSocket) and `CONNECT` cannot ride HTTP/2 streams: they get a connection of their
+//! own, mTLS with ALPN `http/1.1` ([`EndpointClient::upgrade`]).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_core::BoxError;
+use mesh_core::retry::ReplayBody;
+use mesh_core::stack::Param;
+use mesh_tls::client::ServerIdentity;
+use mesh_tls::{Credentials, ServiceIdentity, TlsClientLayer};
+use tokio::net::TcpStream;
+use tower::{Layer, ServiceExt};
+use tower_service::Service;
+
+/// The request body the outbound stack sends to endpoints.
+pub type ReqBody = ReplayBody<Incoming>;
+
+/// ALPN for HTTP/2 between proxies.
+pub const ALPN_H2: &[u8] = b"h2";
+/// ALPN for an HTTP/1.1 upgrade connection between proxies.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// ALPN for opaque TCP between proxies: the inbound proxy forwards the bytes to the app
+/// without protocol detection.
+pub const ALPN_OPAQUE: &[u8] = b"mesh.opaque/1";
+
+/// How to open connections to endpoints.
+#[derive(Clone)]
+pub struct Connector {
+    creds: Credentials,
+    connect_timeout: Duration,
+}
+
+/// A connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("connect to {addr} failed: {source}")]
+pub struct ConnectError {
+    addr: SocketAddr,
+    #[source]
+    source: BoxError,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("timed out after {0:?}")]
+struct ConnectTimeout(Duration, #[source] tokio::time::error::Elapsed);
+
+#[derive(Clone, Debug)]
+struct Peer {
+    identity: ServiceIdentity,
+}
+
+impl Param<ServerIdentity> for Peer {
+    fn param(&self) -> ServerIdentity {
+        ServerIdentity(self.identity.clone())
+    }
+}
+
+/// A TCP or TLS stream to an endpoint.
+pub(crate) type PeerIo =
+    tokio_util::either::Either<TcpStream, mesh_tls::client::ClientTlsStream<TcpStream>>;
+
+impl Connector {
+    /// Connects with `creds`, giving up on a connection after `connect_timeout`.
+    pub fn new(creds: Credentials, connect_timeout: Duration) -> Self {
+        Self {
+            creds,
+            connect_timeout,
+        }
+    }
+
+    pub(crate) async fn connect(
+        &self,
+        addr: SocketAddr,
+        identity: Option<&ServiceIdentity>,
+        alpn: &[u8],
+    ) -> Result<PeerIo, ConnectError> {
+        let wrap = |source: BoxError| ConnectError { addr, source };
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|e| wrap(Box::new(ConnectTimeout(self.connect_timeout, e))))?
+            .map_err(|e| wrap(Box::new(e)))?;
+        let _ = tcp.set_nodelay(true);
+        let Some(identity) = identity else {
+            return Ok(tokio_util::either::Either::Left(tcp));
+        };
+        let mut tcp = Some(tcp);
+        let connect = tower::service_fn(move |_: Peer| {
+            let io = tcp.take().ok_or("one connection per call");
+            async move { io }
+        });
+        let tls = TlsClientLayer::new(&self.creds)
+            .alpn_protocols(vec![alpn.to_vec()])
+            .handshake_timeout(self.connect_timeout.max(Duration::from_secs(1)))
+            .layer(connect)
+            .oneshot(Peer {
+                identity: identity.clone(),
+            })
+            .await
+            .map_err(wrap)?;
+        Ok(tokio_util::either::Either::Right(tls))
+    }
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("identity", self.creds.identity())
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// Sends requests to one endpoint over a shared HTTP/2 connection. Cheap to clone.
+#[derive(Clone)]
+pub struct EndpointClient {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    addr: SocketAddr,
+    identity: Option<ServiceIdentity>,
+    connector: Connector,
+    conn: tokio::sync::Mutex<Option<SendRequest<ReqBody>>>,
+}
+
+impl EndpointClient {
+    /// A client for the endpoint at `addr` that must prove `identity` (plaintext if `None`).
+    pub fn new(addr: SocketAddr, identity: Option<ServiceIdentity>, connector: Connector) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                addr,
+                identity,
+                connector,
+                conn: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The endpoint's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    async fn sender(shared: &Shared) -> Result<SendRequest<ReqBody>, BoxError> {
+        let mut slot = shared.conn.lock().await;
+        if let Some(s) = slot.as_ref()
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        let io = shared
+            .connector
+            .connect(shared.addr, shared.identity.as_ref(), ALPN_H2)
+            .await?;
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .adaptive_window(true);
+        let (sender, conn) =
+            builder
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| ConnectError {
+                    addr: shared.addr,
+                    source: Box::new(e),
+                })?;
+        let addr = shared.addr;
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%addr, %error, "connection to endpoint closed");
+            }
+        });
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Sends an upgrade (WebSocket) or `CONNECT` request over a dedicated HTTP/1.1 connection;
+    /// the caller takes over the upgraded stream with `hyper::upgrade::on`.
+    pub async fn upgrade(
+        &self,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, BoxError> {
+        let s = &self.shared;
+        let io = s
+            .connector
+            .connect(s.addr, s.identity.as_ref(), ALPN_HTTP1)
+            .await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.with_upgrades().await {
+                tracing::debug!(%error, "upgraded connection to endpoint closed");
+            }
+        });
+        Ok(sender.send_request(req).await?)
+    }
+}
+
+impl Service<http::Request<ReqBody>> for EndpointClient {
+    type Response = http::Response<Incoming>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Connections are made on demand; HTTP/2 flow control is the backpressure.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let mut sender = Self::sender(&shared).await?;
+            sender.ready().await?;
+            match sender.send_request(req).await {
+                Ok(rsp) => Ok(rsp),
+                Err(e) => {
+                    if sender.is_closed() {
+                        // The next request reconnects.
+                        shared.conn.lock().await.take();
+                    }
+                    Err(Box::new(e) as BoxError)
+                }
+            }
+        })
+    }
+}
+
+impl fmt::Debug for EndpointClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointClient")
+            .field("addr", &self.shared.addr)
+            .field("identity", &self.shared.identity)
+            .finish()
+    }
+}

@@ -1,0 +1,70 @@
+//! Where the proxy's certificate comes from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_tls::certify::{self, RefreshPolicy};
+use mesh_tls::{CertificateAuthority, Credentials, PemFiles, ServiceIdentity};
+
+/// A source of the proxy's identity.
+#[derive(Clone, Debug)]
+pub enum IdentitySource {
+    /// Static PEM files (trust anchors, certificate chain, key), reloaded when they change.
+    Files(PemFiles),
+    /// A CA directory on this host (`mesh ca init`): the proxy makes its key and certifies its
+    /// identity with it in-process, refreshing at 70% of the lifetime.
+    LocalCa {
+        /// The CA directory.
+        dir: PathBuf,
+        /// The identity to certify.
+        identity: ServiceIdentity,
+    },
+}
+
+/// The identity could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Static files are unusable.
+    #[error(transparent)]
+    Files(#[from] mesh_tls::PemFilesError),
+    /// The CA directory is unusable.
+    #[error("CA directory {dir}: {source}")]
+    Ca {
+        /// The directory.
+        dir: String,
+        /// The cause.
+        source: mesh_tls::ca::CaError,
+    },
+    /// Key generation failed.
+    #[error(transparent)]
+    Credentials(#[from] mesh_tls::CredentialsError),
+}
+
+impl IdentitySource {
+    /// Builds the credentials and starts keeping them current (reload or refresh task).
+    pub fn start(&self) -> Result<Credentials, IdentityError> {
+        match self {
+            Self::Files(files) => {
+                let creds = files.load()?;
+                tokio::spawn(files.clone().watch(creds.clone(), Duration::from_secs(5)));
+                Ok(creds)
+            }
+            Self::LocalCa { dir, identity } => {
+                let ca = CertificateAuthority::builder()
+                    .load(dir)
+                    .map_err(|source| IdentityError::Ca {
+                        dir: dir.display().to_string(),
+                        source,
+                    })?;
+                let creds = Credentials::generate(identity.clone(), ca.trust_bundle())?;
+                tokio::spawn(certify::refresh(
+                    creds.clone(),
+                    Arc::new(ca),
+                    RefreshPolicy::default(),
+                ));
+                Ok(creds)
+            }
+        }
+    }
+}

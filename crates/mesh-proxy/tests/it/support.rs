@@ -1,0 +1,190 @@
+//! A mesh pair and a backend on 127.0.0.1.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_proxy::{Args, Proxy};
+use mesh_tls::CertificateAuthority;
+use tokio::net::TcpListener;
+
+pub const SUFFIX: &str = "serviceaccount.identity.mesh.cluster.local";
+
+pub fn identity(sa: &str) -> String {
+    format!("{sa}.test.{SUFFIX}")
+}
+
+/// A backend answering `method path version client-id` and echoing POST bodies.
+pub async fn backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(echo);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn echo(req: http::Request<Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    let head = format!(
+        "{} {} {:?} client={} host={}\n",
+        req.method(),
+        req.uri().path(),
+        req.version(),
+        req.headers()
+            .get("l5d-client-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        req.headers()
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .or(req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("-"),
+    );
+    let path = req.uri().path().to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut rsp = http::Response::new(Full::new(Bytes::from(format!(
+        "{head}{}",
+        String::from_utf8_lossy(&body)
+    ))));
+    if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
+        *rsp.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK);
+    }
+    Ok(rsp)
+}
+
+/// A CA directory shared by the proxies of a test.
+pub fn ca_dir(dir: &Path) -> std::path::PathBuf {
+    let ca = dir.join("ca");
+    CertificateAuthority::builder()
+        .generate()
+        .expect("ca")
+        .save(&ca)
+        .expect("save");
+    ca
+}
+
+/// An inbound proxy for `sa` in front of `app`.
+pub async fn inbound(ca: &Path, sa: &str, app: SocketAddr, extra: &[&str]) -> Proxy {
+    let mut args = vec![
+        "mesh-proxy".to_string(),
+        "--ca-dir".into(),
+        ca.display().to_string(),
+        "--identity".into(),
+        identity(sa),
+        "--inbound-listen".into(),
+        "127.0.0.1:0".into(),
+        "--inbound-forward".into(),
+        app.to_string(),
+        "--admin-listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let proxy = Proxy::start(Args::parse_from(args).validate().expect("config"))
+        .await
+        .expect("start inbound");
+    wait_ready(proxy.admin_addr()).await;
+    proxy
+}
+
+/// An outbound proxy for `sa` with the destinations in `yaml`.
+pub async fn outbound(ca: &Path, sa: &str, dir: &Path, yaml: &str, extra: &[&str]) -> Proxy {
+    let file = dir.join(format!("{sa}-destinations.yaml"));
+    std::fs::write(&file, yaml).expect("write destinations");
+    let mut args = vec![
+        "mesh-proxy".to_string(),
+        "--ca-dir".into(),
+        ca.display().to_string(),
+        "--identity".into(),
+        identity(sa),
+        "--outbound-listen".into(),
+        "127.0.0.1:0".into(),
+        "--destinations".into(),
+        file.display().to_string(),
+        "--admin-listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let proxy = Proxy::start(Args::parse_from(args).validate().expect("config"))
+        .await
+        .expect("start outbound");
+    wait_ready(proxy.admin_addr()).await;
+    proxy
+}
+
+/// Polls `/ready` until 200 (at most 10 s).
+pub async fn wait_ready(admin: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok((200, _)) = get(admin, "/ready", &[]).await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "proxy never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET with hyper; returns (status, body).
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), mesh_core::BoxError> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let mut req = http::Request::get(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", addr.to_string());
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let rsp = send
+        .send_request(req.body(http_body_util::Empty::<Bytes>::new())?)
+        .await?;
+    let status = rsp.status().as_u16();
+    let body = rsp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// YAML for one destination served by one endpoint.
+pub fn destination(authority: &str, addr: SocketAddr, sa: &str) -> String {
+    format!(
+        "destinations:\n  - authority: {authority}\n    endpoints:\n      - addr: \"{addr}\"\n        identity: {}\n",
+        identity(sa)
+    )
+}
+
+/// Runs a command with a hard time bound (coreutils `timeout`) and returns its output.
+pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .arg("30")
+        .arg(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"))
+}
