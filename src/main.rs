@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mesh_tls::{CertificateAuthority, IdentityDomain};
 
+/// The emojivoto demo apps (`examples/emojivoto/`), built in so `mesh demo` can start them.
+#[path = "../examples/emojivoto/mod.rs"]
+mod emojivoto;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "mesh",
@@ -22,6 +26,9 @@ enum Command {
     /// Manage the mesh's certificate authority (trust anchor and issuer).
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Run one app of the emojivoto demo (what `mesh demo` starts behind each sidecar).
+    #[command(subcommand, hide = true)]
+    Emojivoto(emojivoto::App),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +113,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             write_secret(&out.join("tls.key"), &leaf.key_pem())?;
             println!("issued {id} into {}", out.display());
             Ok(())
+        }
+        Command::Emojivoto(app) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(emojivoto::run(app))
+                .map_err(anyhow::Error::from_boxed)
         }
     }
 }

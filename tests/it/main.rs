@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)]
 
 mod embed_layers;
+mod emojivoto;
 mod example;
 mod http;
 mod mtls_echo;

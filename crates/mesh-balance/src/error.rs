@@ -33,6 +33,9 @@ use mesh_core::classify::{ErrorReason, HasErrorReason};
 #[derive(Clone, Debug)]
 pub struct Unavailable {
     target: Arc<str>,
+    /// The mesh-wide form of this error, as its `source()`: it lets `mesh_core::classify` and
+    /// `mesh_core::rescue` see a fail-fast 503 without knowing this crate.
+    core: mesh_core::rescue::Unavailable,
     reason: Reason,
     endpoints: Option<(usize, usize)>,
     waited: Option<Duration>,
@@ -62,6 +65,7 @@ pub enum Reason {
 impl Unavailable {
     pub(crate) fn new(target: Arc<str>, reason: Reason) -> Self {
         Self {
+            core: mesh_core::rescue::Unavailable::new(format!("{target}: {reason:?}")),
             target,
             reason,
             endpoints: None,
@@ -151,7 +155,11 @@ impl fmt::Display for Unavailable {
     }
 }
 
-impl std::error::Error for Unavailable {}
+impl std::error::Error for Unavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.core)
+    }
+}
 
 impl HasErrorReason for Unavailable {
     fn error_reason(&self) -> ErrorReason {
@@ -227,5 +235,26 @@ mod tests {
         }
         assert_eq!(e.error_reason(), ErrorReason::Unavailable);
         assert!(e.is_retryable());
+    }
+}
+
+#[cfg(test)]
+mod rescue_tests {
+    use super::*;
+
+    #[test]
+    fn classifies_and_rescues_as_a_fail_fast_503() {
+        let e = Unavailable::new("web.emojivoto:8080".into(), Reason::NoEndpoints);
+        assert_eq!(
+            mesh_core::classify::error_reason(&e),
+            ErrorReason::Unavailable
+        );
+        let rsp =
+            mesh_core::rescue::error_response::<http_body_util::Empty<bytes::Bytes>>(&e, false);
+        assert_eq!(rsp.status(), 503);
+        let header = rsp.headers()[mesh_core::rescue::L5D_PROXY_ERROR]
+            .to_str()
+            .unwrap();
+        assert!(header.contains("no endpoints"), "{header}");
     }
 }

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_util::Stream;
 use http::{Request, Response};
@@ -16,9 +15,6 @@ use mesh_core::body::ObservedBody;
 use pin_project_lite::pin_project;
 use tower::balance::p2c::Balance;
 use tower::discover::{Change, Discover};
-use tower::load::completion::TrackCompletionFuture;
-use tower::load::peak_ewma::Handle;
-use tower::load::{CompleteOnResponse, PeakEwma};
 use tower_service::Service;
 
 use crate::accrual::{self, Accrual, EosClassify};
@@ -33,14 +29,15 @@ use crate::{Backoff, Endpoint, NewService, TargetStats};
 /// failfast timeout in front of it. Build one with
 /// [`Builder::build_pool`](crate::Builder::build_pool).
 ///
-/// Each endpoint discovery reports becomes, outermost first:
-/// 1. tower's [`PeakEwma`]: the load P2C compares (latency to response headers, times
-///    requests in flight);
-/// 2. failure accrual ([`accrual`]): ejects, probes and restores, and feeds the
-///    stats (below the EWMA, so an ejected endpoint's not-ready reaches the balancer);
-/// 3. a renewal guard: when the endpoint's service fails to become ready, it is rebuilt after a
+/// The pick is tower's [`p2c::Balance`](tower::balance::p2c::Balance). Each endpoint discovery
+/// reports becomes, outermost first:
+/// 1. the endpoint's load and failure accrual ([`accrual`]): the load P2C compares (peak-EWMA
+///    latency to response headers, times requests in flight, as tower's `PeakEwma` computes it
+///    but lock-free and readable in [`TargetStats`]); the ejection gate; the classification of
+///    every response;
+/// 2. a renewal guard: when the endpoint's service fails to become ready, it is rebuilt after a
 ///    backoff instead of being dropped by the balancer forever;
-/// 4. the service the endpoint factory builds.
+/// 3. the service the endpoint factory builds.
 pub struct Pool<D, N, B>
 where
     D: Discover<Key = SocketAddr, Service = Endpoint>,
@@ -51,13 +48,9 @@ where
     stats: TargetStats,
 }
 
-type EndpointService<N> = PeakEwma<Accrual<Renew<N>>, CompleteOnResponse>;
+type EndpointService<N> = Accrual<Renew<N>>;
 
-type EndpointFuture<F> = TrackCompletionFuture<
-    accrual::ResponseFuture<renew::ResponseFuture<F>>,
-    CompleteOnResponse,
-    Handle,
->;
+type EndpointFuture<F> = accrual::ResponseFuture<renew::ResponseFuture<F>>;
 
 pin_project! {
     /// The response of a [`Pool`] (and, through it, of a [`Balancer`](crate::Balancer)).
@@ -76,15 +69,11 @@ pin_project! {
         new: N,
         target: Arc<TargetState>,
         renew: Backoff,
-        default_rtt: Duration,
-        decay_ns: f64,
     }
 }
 
 pub(crate) struct EndpointConfig {
     pub(crate) renew: Backoff,
-    pub(crate) default_rtt: Duration,
-    pub(crate) decay: Duration,
 }
 
 // === impl Pool ===
@@ -113,8 +102,6 @@ where
             new,
             target,
             renew: config.renew,
-            default_rtt: config.default_rtt.max(Duration::from_nanos(1)),
-            decay_ns: (config.decay.as_nanos() as f64).max(1.0),
         };
         Self {
             balance: Balance::new(endpoints),
@@ -225,15 +212,7 @@ where
                 tracing::debug!(target = %this.target.name(), ?endpoint, "adding endpoint");
                 let shared = this.target.join(addr);
                 let svc = Renew::new(this.new.clone(), endpoint, *this.renew);
-                Change::Insert(
-                    addr,
-                    PeakEwma::new(
-                        Accrual::new(svc, shared),
-                        *this.default_rtt,
-                        *this.decay_ns,
-                        CompleteOnResponse::default(),
-                    ),
-                )
+                Change::Insert(addr, Accrual::new(svc, shared))
             }
         })))
     }

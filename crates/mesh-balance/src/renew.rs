@@ -19,9 +19,15 @@ use crate::{Backoff, Endpoint, NewService};
 
 /// An endpoint service that is rebuilt after readiness errors; its `poll_ready` never fails.
 pub(crate) struct Renew<N: NewService<Endpoint>> {
+    inner: Option<N::Service>,
+    // Boxed: the balancer moves endpoint services around on every request, so the parts it
+    // only needs after an error stay out of the way.
+    cold: Box<Cold<N>>,
+}
+
+struct Cold<N> {
     new: N,
     endpoint: Endpoint,
-    inner: Option<N::Service>,
     backoff: Backoff,
     attempt: u32,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -42,12 +48,14 @@ impl<N: NewService<Endpoint>> Renew<N> {
     pub(crate) fn new(new: N, endpoint: Endpoint, backoff: Backoff) -> Self {
         let inner = Some(new.new_service(endpoint.clone()));
         Self {
-            new,
-            endpoint,
             inner,
-            backoff,
-            attempt: 0,
-            sleep: None,
+            cold: Box::new(Cold {
+                new,
+                endpoint,
+                backoff,
+                attempt: 0,
+                sleep: None,
+            }),
         }
     }
 }
@@ -64,32 +72,38 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         loop {
-            if let Some(sleep) = self.sleep.as_mut() {
-                ready!(sleep.as_mut().poll(cx));
-                self.sleep = None;
-            }
             let svc = match &mut self.inner {
                 Some(svc) => svc,
-                slot => slot.insert(self.new.new_service(self.endpoint.clone())),
+                slot => {
+                    let cold = &mut *self.cold;
+                    if let Some(sleep) = cold.sleep.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                        cold.sleep = None;
+                    }
+                    slot.insert(cold.new.new_service(cold.endpoint.clone()))
+                }
             };
             match svc.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
-                    self.attempt = 0;
+                    if self.cold.attempt != 0 {
+                        self.cold.attempt = 0;
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
                     let error: BoxError = e.into();
-                    let delay = self.backoff.delay(self.attempt);
-                    self.attempt = self.attempt.saturating_add(1);
+                    let cold = &mut *self.cold;
+                    let delay = cold.backoff.delay(cold.attempt);
+                    cold.attempt = cold.attempt.saturating_add(1);
                     tracing::debug!(
-                        endpoint = %self.endpoint.addr(),
+                        endpoint = %cold.endpoint.addr(),
                         %error,
                         retry_in = ?delay,
                         "endpoint service failed; rebuilding it"
                     );
                     self.inner = None;
-                    self.sleep = Some(Box::pin(tokio::time::sleep(delay)));
+                    cold.sleep = Some(Box::pin(tokio::time::sleep(delay)));
                 }
             }
         }
@@ -110,8 +124,8 @@ where
 impl<N: NewService<Endpoint>> fmt::Debug for Renew<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Renew")
-            .field("endpoint", &self.endpoint)
-            .field("attempt", &self.attempt)
+            .field("endpoint", &self.cold.endpoint)
+            .field("attempt", &self.cold.attempt)
             .finish_non_exhaustive()
     }
 }

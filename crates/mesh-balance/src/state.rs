@@ -58,6 +58,7 @@ pub(crate) struct TargetState {
     pub(crate) accrual: Option<FailureAccrual>,
     min_ready: usize,
     decay_ns: f64,
+    default_rtt_ns: f64,
     counts: Mutex<Counts>,
     endpoints: Mutex<Vec<Weak<EndpointShared>>>,
     ready: Level,
@@ -103,6 +104,7 @@ pub(crate) struct EndpointShared {
     ewma_ns: AtomicU64,
     /// When `ewma_ns` was last updated, in nanoseconds since the target's epoch.
     ewma_at: AtomicU64,
+    /// Requests sent and waiting for their response headers.
     in_flight: AtomicI64,
     responses: AtomicU64,
     failed: AtomicU64,
@@ -120,6 +122,7 @@ pub(crate) struct TargetConfig {
     pub(crate) accrual: Option<FailureAccrual>,
     pub(crate) min_ready: usize,
     pub(crate) decay: Duration,
+    pub(crate) default_rtt: Duration,
     pub(crate) metrics: TargetMetrics,
 }
 
@@ -137,6 +140,7 @@ impl TargetState {
             accrual,
             min_ready,
             decay,
+            default_rtt,
             metrics,
         } = config;
         let TargetMetrics {
@@ -154,6 +158,7 @@ impl TargetState {
             accrual,
             min_ready,
             decay_ns: (decay.as_nanos() as f64).max(1.0),
+            default_rtt_ns: (default_rtt.as_nanos() as f64).max(1.0),
             counts: Mutex::default(),
             endpoints: Mutex::default(),
             ready: Level::new(ready),
@@ -347,7 +352,6 @@ impl EndpointShared {
 
     /// A request ended with `class`; `probe` says whether it was the probe.
     pub(crate) fn record(&self, class: Class, probe: bool) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.responses.fetch_add(1, Ordering::Relaxed);
         if class == Class::Failure {
             self.failed.fetch_add(1, Ordering::Relaxed);
@@ -378,7 +382,6 @@ impl EndpointShared {
 
     /// A request ended without an outcome (its response was dropped before it was classified).
     pub(crate) fn abandon(&self, probe: bool) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if probe
             && self
                 .gate
@@ -480,14 +483,18 @@ impl EndpointShared {
         self.force_view(view::GONE);
     }
 
-    /// Feeds the latency estimate `top` views read: the same peak-EWMA as the balancer's load
-    /// (a slower response raises it at once; faster ones pull it down with the decay time).
-    pub(crate) fn observe_latency(&self, rtt: Duration, now: Instant) {
-        let rtt = rtt.as_nanos() as f64;
+    /// The response headers arrived (or the request failed) `rtt` after it was sent: the
+    /// request is no longer in flight, and its latency feeds the estimate.
+    ///
+    /// The estimate is a peak-EWMA, as tower's and Finagle's: a latency above it replaces it at
+    /// once; one below pulls it down with weight `1 - e^(-elapsed/decay)`, `elapsed` being the
+    /// time since the previous sample. The first sample sets it.
+    pub(crate) fn complete(&self, rtt: Duration, now: Instant) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let rtt = (rtt.as_nanos() as f64).max(1.0);
         let now_ns = self.target.nanos_since_epoch(now);
         let prev_at = self.ewma_at.swap(now_ns, Ordering::Relaxed);
-        let elapsed = now_ns.saturating_sub(prev_at) as f64;
-        let decay = (-elapsed / self.target.decay_ns).exp();
+        let w = (-(now_ns.saturating_sub(prev_at) as f64) / self.target.decay_ns).exp();
         let _ = self
             .ewma_ns
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
@@ -495,10 +502,34 @@ impl EndpointShared {
                 let next = if bits == 0 || est < rtt {
                     rtt
                 } else {
-                    est * decay + rtt * (1.0 - decay)
+                    est * w + rtt * (1.0 - w)
                 };
-                Some(next.max(1.0).to_bits())
+                Some(next.to_bits())
             });
+    }
+
+    /// A request was dropped before its response headers arrived.
+    pub(crate) fn cancel(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// What P2C compares: the latency estimate, decayed toward zero while no response arrives
+    /// (so an endpoint that was slow is tried again after a while, as tower's `PeakEwma` does),
+    /// times the requests in flight plus one.
+    ///
+    /// Before its first response an endpoint costs nothing while idle, so a new endpoint is
+    /// tried at once instead of waiting for the others' estimates to decay below a guess, and
+    /// the default RTT per request while it has requests in flight, so it is not flooded before
+    /// it has answered (Finagle's rule).
+    pub(crate) fn load(&self, now: Instant) -> f64 {
+        let bits = self.ewma_ns.load(Ordering::Relaxed);
+        let in_flight = self.in_flight.load(Ordering::Relaxed).max(0) as f64;
+        if bits == 0 {
+            return self.target.default_rtt_ns * in_flight;
+        }
+        let at = self.ewma_at.load(Ordering::Relaxed);
+        let idle = self.target.nanos_since_epoch(now).saturating_sub(at) as f64;
+        f64::from_bits(bits) * (-idle / self.target.decay_ns).exp() * (in_flight + 1.0)
     }
 
     fn snapshot(&self) -> Option<EndpointSnapshot> {

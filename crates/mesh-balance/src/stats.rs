@@ -21,11 +21,11 @@ pub struct EndpointSnapshot {
     pub addr: SocketAddr,
     /// Ready, pending or ejected.
     pub status: EndpointStatus,
-    /// Peak-EWMA of its response latency (time to response headers); `None` before the first
-    /// response. A slower response raises it at once; faster ones pull it down over the
-    /// balancer's decay time (10 s by default).
+    /// Peak-EWMA of its response latency (time to response headers), the estimate P2C weighs;
+    /// `None` before the first response. A slower response raises it at once; faster ones pull
+    /// it down over the balancer's decay time (10 s by default).
     pub latency_ewma: Option<Duration>,
-    /// Requests sent to it and not yet classified.
+    /// Requests sent to it and waiting for their response headers.
     pub in_flight: usize,
     /// Failures since its last success.
     pub consecutive_failures: u32,

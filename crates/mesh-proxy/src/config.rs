@@ -22,6 +22,19 @@ pub struct Args {
     /// A CA directory (`mesh ca init`) to certify --identity with, in-process.
     #[arg(long, env = "MESH_PROXY_CA_DIR")]
     pub ca_dir: Option<PathBuf>,
+    /// The control plane (`mesh control`): certificates, destinations and registration come from
+    /// it. Needs --identity, --control-identity and --trust-anchors.
+    #[arg(long, env = "MESH_PROXY_CONTROL")]
+    pub control: Option<SocketAddr>,
+    /// The identity the control plane must prove.
+    #[arg(long, env = "MESH_PROXY_CONTROL_IDENTITY")]
+    pub control_identity: Option<String>,
+    /// A one-use bootstrap token proving --identity to the control plane (`mesh run` issues it).
+    #[arg(long, env = "MESH_PROXY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Register the inbound endpoint with the control plane as SERVICE.NAMESPACE:PORT.
+    #[arg(long, env = "MESH_PROXY_REGISTER")]
+    pub register: Option<String>,
     /// Trust anchors (PEM) for static credentials.
     #[arg(long, env = "MESH_PROXY_TRUST_ANCHORS")]
     pub trust_anchors: Option<PathBuf>,
@@ -38,6 +51,10 @@ pub struct Args {
     /// The app's address, where inbound traffic goes.
     #[arg(long, env = "MESH_PROXY_INBOUND_FORWARD")]
     pub inbound_forward: Option<SocketAddr>,
+    /// What the app speaks: auto (the client's protocol) or http1 (HTTP/2 from clients is
+    /// downgraded to HTTP/1.1 for the app).
+    #[arg(long, env = "MESH_PROXY_APP_PROTOCOL", default_value = "auto")]
+    pub app_protocol: String,
     /// Who may call the app: all-authenticated, all-unauthenticated, cluster-unauthenticated or deny.
     #[arg(
         long,
@@ -50,6 +67,10 @@ pub struct Args {
     /// Host / :authority.
     #[arg(long, env = "MESH_PROXY_OUTBOUND_LISTEN")]
     pub outbound_listen: Option<SocketAddr>,
+    /// The original-destination listener (connections redirected here by iptables REDIRECT;
+    /// Linux only).
+    #[arg(long, env = "MESH_PROXY_ORIG_DST_LISTEN")]
+    pub orig_dst_listen: Option<SocketAddr>,
     /// A per-upstream listener, AUTHORITY=LISTEN_ADDR (repeatable; comma-separated in the
     /// environment): everything sent to LISTEN_ADDR goes to AUTHORITY.
     #[arg(long = "upstream", env = "MESH_PROXY_UPSTREAMS", value_delimiter = ',')]
@@ -57,6 +78,13 @@ pub struct Args {
     /// Static destinations (YAML): endpoints, identities, routes and splits.
     #[arg(long, env = "MESH_PROXY_DESTINATIONS")]
     pub destinations: Option<PathBuf>,
+
+    /// The tap server (Linkerd's Tap/Observe over mTLS); needs --tap-identity.
+    #[arg(long, env = "MESH_PROXY_TAP_LISTEN")]
+    pub tap_listen: Option<SocketAddr>,
+    /// The only identity the tap server accepts (the control plane's tap service).
+    #[arg(long, env = "MESH_PROXY_TAP_IDENTITY")]
+    pub tap_identity: Option<String>,
 
     /// The admin server (/metrics, /ready, /live, /shutdown).
     #[arg(
@@ -82,6 +110,10 @@ pub struct Args {
     /// How long a request waits for a ready endpoint before a 503.
     #[arg(long, env = "MESH_PROXY_FAILFAST_TIMEOUT", default_value = "3s")]
     pub failfast_timeout: String,
+    /// How long a client may take to send a request head (HTTP/1) or its first bytes before the
+    /// connection is closed: the bound on slowloris clients.
+    #[arg(long, env = "MESH_PROXY_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
     /// How long in-flight requests may take to finish after a shutdown.
     #[arg(long, env = "MESH_PROXY_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: String,
@@ -104,10 +136,16 @@ pub struct Config {
     pub inbound_policy: DefaultPolicy,
     /// Authority-routed outbound listener.
     pub outbound: Option<SocketAddr>,
+    /// Original-destination listener.
+    pub orig_dst: Option<SocketAddr>,
     /// Per-upstream listeners: (authority, listen address).
     pub upstreams: Vec<(String, SocketAddr)>,
     /// Static destinations file.
     pub destinations: Option<PathBuf>,
+    /// Inbound endpoint registration: (service, namespace, port).
+    pub register: Option<(String, String, u16)>,
+    /// Tap listener and the one identity it accepts.
+    pub tap: Option<(SocketAddr, ServiceIdentity)>,
     /// Admin listener.
     pub admin: SocketAddr,
     /// Timeouts and limits.
@@ -140,6 +178,28 @@ impl Args {
     pub fn validate(self) -> Result<Config, InvalidConfig> {
         let duration = |field: &'static str, v: &str| parse_duration(v).map_err(|e| bad(field, e));
         let identity = match (&self.ca_dir, &self.trust_anchors, &self.cert, &self.key) {
+            (None, Some(t), None, None) if self.control.is_some() => {
+                let name = self.identity.as_deref().ok_or_else(|| {
+                    bad("--identity", "--control needs --identity NAME to certify")
+                })?;
+                let control_name = self.control_identity.as_deref().ok_or_else(|| {
+                    bad(
+                        "--control-identity",
+                        "--control needs the control plane's identity",
+                    )
+                })?;
+                IdentitySource::Control {
+                    addr: self
+                        .control
+                        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8086))),
+                    control_identity: ServiceIdentity::parse(control_name)
+                        .map_err(|e| bad("--control-identity", e.to_string()))?,
+                    trust_anchors: t.clone(),
+                    identity: ServiceIdentity::parse(name)
+                        .map_err(|e| bad("--identity", e.to_string()))?,
+                    token: self.token.clone(),
+                }
+            }
             (Some(dir), None, None, None) => {
                 let name = self.identity.as_deref().ok_or_else(|| {
                     bad("--identity", "--ca-dir needs --identity NAME to certify")
@@ -203,12 +263,53 @@ impl Args {
             }
             upstreams.push((authority.trim().to_string(), listen));
         }
-        if inbound.is_none() && self.outbound_listen.is_none() && upstreams.is_empty() {
+        if inbound.is_none()
+            && self.outbound_listen.is_none()
+            && self.orig_dst_listen.is_none()
+            && upstreams.is_empty()
+        {
             return Err(bad(
                 "listeners",
                 "nothing to proxy: give --inbound-listen/--inbound-forward, --outbound-listen or --upstream",
             ));
         }
+        let register = match &self.register {
+            None => None,
+            Some(r) => {
+                let err = || {
+                    bad(
+                        "--register",
+                        format!("{r:?}: use SERVICE.NAMESPACE:PORT, e.g. web.emojivoto:8080"),
+                    )
+                };
+                let (name, port) = r.rsplit_once(':').ok_or_else(err)?;
+                let (svc, ns) = name.split_once('.').ok_or_else(err)?;
+                let port: u16 = port.parse().map_err(|_| err())?;
+                if svc.is_empty() || ns.is_empty() || ns.contains('.') {
+                    return Err(err());
+                }
+                if self.control.is_none() {
+                    return Err(bad("--register", "registration needs --control"));
+                }
+                Some((svc.to_string(), ns.to_string(), port))
+            }
+        };
+        let tap = match (self.tap_listen, &self.tap_identity) {
+            (Some(l), Some(id)) => Some((
+                l,
+                ServiceIdentity::parse(id).map_err(|e| bad("--tap-identity", e.to_string()))?,
+            )),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "--tap-identity",
+                    "--tap-listen needs the identity allowed to tap (the control plane's)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad("--tap-listen", "--tap-identity needs --tap-listen"));
+            }
+        };
         if self.cores == 0 || self.cores > 64 {
             return Err(bad("--cores", "between 1 and 64"));
         }
@@ -222,14 +323,28 @@ impl Args {
             inbound,
             inbound_policy,
             outbound: self.outbound_listen,
+            orig_dst: self.orig_dst_listen,
             upstreams,
             destinations: self.destinations,
+            register,
+            tap,
             admin: self.admin_listen,
             stack: StackConfig {
                 detect_timeout: duration("--detect-timeout", &self.detect_timeout)?,
                 connect_timeout: duration("--connect-timeout", &self.connect_timeout)?,
                 failfast_timeout: duration("--failfast-timeout", &self.failfast_timeout)?,
+                header_read_timeout: duration("--header-read-timeout", &self.header_read_timeout)?,
                 opaque_ports: self.opaque_ports,
+                app_http1: match self.app_protocol.as_str() {
+                    "auto" => false,
+                    "http1" => true,
+                    other => {
+                        return Err(bad(
+                            "--app-protocol",
+                            format!("{other:?}: use auto or http1"),
+                        ));
+                    }
+                },
                 ..StackConfig::default()
             },
             shutdown_grace: duration("--shutdown-grace", &self.shutdown_grace)?,

@@ -55,6 +55,27 @@ pub struct Destination {
     pub backends: Vec<Backend>,
 }
 
+impl Destination {
+    /// Every endpoint of every backend, as known now.
+    pub fn all_endpoints(&self) -> Vec<EndpointAddr> {
+        let mut out = Vec::new();
+        for b in &self.backends {
+            out.extend(b.endpoints.iter().cloned());
+            if let Some((_, set)) = &b.live {
+                out.extend(set.endpoints().into_iter().map(|e| {
+                    EndpointAddr {
+                        addr: e.addr(),
+                        identity: e
+                            .identity()
+                            .and_then(|i| ServiceIdentity::parse(i.as_str()).ok()),
+                    }
+                }));
+            }
+        }
+        out
+    }
+}
+
 /// HTTP or opaque TCP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,12 +124,42 @@ impl Route {
 }
 
 /// One weighted backend of a destination.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Backend {
     /// Relative weight.
     pub weight: u32,
-    /// The endpoints that serve it.
+    /// The endpoints that serve it (a fixed list).
     pub endpoints: Vec<EndpointAddr>,
+    /// Or a live set of endpoints kept current by a discovery stream, named by its authority.
+    pub live: Option<(String, mesh_balance::discover::EndpointSet)>,
+}
+
+impl Backend {
+    /// A backend of fixed endpoints.
+    pub fn fixed(weight: u32, endpoints: Vec<EndpointAddr>) -> Self {
+        Self {
+            weight,
+            endpoints,
+            live: None,
+        }
+    }
+
+    /// A backend whose endpoints `set` follows (discovery of `authority`).
+    pub fn live(weight: u32, authority: &str, set: mesh_balance::discover::EndpointSet) -> Self {
+        Self {
+            weight,
+            endpoints: Vec::new(),
+            live: Some((authority.to_string(), set)),
+        }
+    }
+}
+
+impl PartialEq for Backend {
+    fn eq(&self, o: &Self) -> bool {
+        self.weight == o.weight
+            && self.endpoints == o.endpoints
+            && self.live.as_ref().map(|(a, _)| a) == o.live.as_ref().map(|(a, _)| a)
+    }
 }
 
 /// An endpoint: where to connect and who must answer.
@@ -345,16 +396,10 @@ impl DestinationConfig {
                 .collect()
         };
         if !self.endpoints.is_empty() {
-            backends.push(Backend {
-                weight: 1,
-                endpoints: endpoints(&self.endpoints)?,
-            });
+            backends.push(Backend::fixed(1, endpoints(&self.endpoints)?));
         }
         for b in &self.backends {
-            backends.push(Backend {
-                weight: b.weight,
-                endpoints: endpoints(&b.endpoints)?,
-            });
+            backends.push(Backend::fixed(b.weight, endpoints(&b.endpoints)?));
         }
         if backends.is_empty() {
             return Err(format!("{} with no endpoints or backends", at("")));

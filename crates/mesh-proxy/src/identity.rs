@@ -20,6 +20,20 @@ pub enum IdentitySource {
         /// The identity to certify.
         identity: ServiceIdentity,
     },
+    /// The control plane's identity service (`Identity.Certify`), proving the identity with a
+    /// one-use bootstrap token the first time and with the current certificate after.
+    Control {
+        /// The control plane's address.
+        addr: std::net::SocketAddr,
+        /// The identity the control plane must prove.
+        control_identity: ServiceIdentity,
+        /// Trust anchors (PEM file).
+        trust_anchors: PathBuf,
+        /// The identity to certify.
+        identity: ServiceIdentity,
+        /// The bootstrap token, if any.
+        token: Option<String>,
+    },
 }
 
 /// The identity could not be set up.
@@ -39,6 +53,14 @@ pub enum IdentityError {
     /// Key generation failed.
     #[error(transparent)]
     Credentials(#[from] mesh_tls::CredentialsError),
+    /// The trust anchors file is unusable.
+    #[error("trust anchors {path}: {reason}")]
+    TrustAnchors {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl IdentitySource {
@@ -65,6 +87,42 @@ impl IdentitySource {
                 ));
                 Ok(creds)
             }
+            Self::Control {
+                addr,
+                control_identity,
+                trust_anchors,
+                identity,
+                token,
+            } => {
+                let bad = |reason: String| IdentityError::TrustAnchors {
+                    path: trust_anchors.display().to_string(),
+                    reason,
+                };
+                let pem = std::fs::read_to_string(trust_anchors).map_err(|e| bad(e.to_string()))?;
+                let trust =
+                    mesh_tls::TrustBundle::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+                let creds = Credentials::generate(identity.clone(), trust)?;
+                let tls = mesh_control::client::Tls::new(creds.clone(), control_identity.clone());
+                let certify = mesh_control::client::RemoteCertify::new(*addr, tls, token.clone());
+                tokio::spawn(certify::refresh(
+                    creds.clone(),
+                    certify,
+                    RefreshPolicy::default(),
+                ));
+                Ok(creds)
+            }
+        }
+    }
+
+    /// The control plane to use for discovery, if the identity comes from one.
+    pub fn control(&self) -> Option<(std::net::SocketAddr, ServiceIdentity)> {
+        match self {
+            Self::Control {
+                addr,
+                control_identity,
+                ..
+            } => Some((*addr, control_identity.clone())),
+            _ => None,
         }
     }
 }

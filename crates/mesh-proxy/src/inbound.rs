@@ -3,7 +3,8 @@
 //! Per connection, outermost first:
 //!
 //! 1. **detect** — peek the first bytes (bounded, with a timeout): a TLS ClientHello from a
-//!    meshed peer, plaintext HTTP, or opaque TCP. Server-speaks-first ports skip detection.
+//!    meshed peer, plaintext HTTP, or opaque TCP. Server-speaks-first (opaque) app ports skip
+//!    HTTP detection; meshed peers' TLS is still detected and terminated there.
 //! 2. **mTLS** — terminate TLS with the proxy's certificate; the client's identity is read from
 //!    its verified certificate.
 //! 3. **authorize** — the port's default policy (Linkerd's names): `all-authenticated`,
@@ -183,11 +184,12 @@ impl Inbound {
 
     async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
         let rt = &self.rt;
-        let app_port = self.app.port();
-        if rt.config.opaque_ports.contains(&app_port) {
-            // Server-speaks-first: never wait for the client to speak.
-            return self.opaque(tcp, None, peer).await;
-        }
+        // A server-speaks-first app port is never detected as HTTP. TLS is still detected: a
+        // meshed peer speaks first whatever the app's protocol (its ClientHello), and its mTLS
+        // must be terminated here, not handed to the app. An unmeshed client that waits for the
+        // app's greeting waits for the detect timeout, as with Linkerd's opaque ports (such
+        // clients need the port skipped instead).
+        let opaque_port = rt.config.opaque_ports.contains(&self.app.port());
         let config = detect::Config::new()
             .with_timeout(rt.config.detect_timeout)
             .with_capacity(8 * 1024);
@@ -207,6 +209,7 @@ impl Inbound {
         }
         match detected.protocol() {
             Protocol::Tls { .. } => self.tls(io, peer).await,
+            _ if opaque_port => self.opaque(io, None, peer).await,
             Protocol::Http1 | Protocol::Http2 => self.http(io, None, peer, None).await,
             Protocol::Opaque => self.opaque(io, None, peer).await,
         }
@@ -334,6 +337,18 @@ impl Inbound {
             return self.upgrade(req, client).await;
         }
         headers::to_app(&mut req, client);
+        if self.rt.config.app_http1 && req.version() == http::Version::HTTP_2 {
+            // The app speaks only HTTP/1.1: downgrade, with the authority as Host.
+            *req.version_mut() = http::Version::HTTP_11;
+            if !req.headers().contains_key(http::header::HOST)
+                && let Some(v) = req
+                    .uri()
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+        }
         let pq = req
             .uri()
             .path_and_query()

@@ -32,14 +32,17 @@
 
 mod admin;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod endpoint;
 pub mod headers;
 pub mod identity;
 pub mod inbound;
+mod orig_dst;
 pub mod outbound;
 pub mod runtime;
 mod serve;
+mod tap_server;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -82,6 +85,7 @@ pub struct Proxy {
     inbound: Option<SocketAddr>,
     outbound: Option<SocketAddr>,
     upstreams: Vec<SocketAddr>,
+    tap: Option<SocketAddr>,
     grace: Duration,
 }
 
@@ -128,6 +132,10 @@ impl Proxy {
             Some(listen) => Some(bind("outbound", listen).await?),
             None => None,
         };
+        let orig_dst_l = match config.orig_dst {
+            Some(listen) => Some(bind("original-destination", listen).await?),
+            None => None,
+        };
         let mut upstream_l = Vec::new();
         for (authority, listen) in &config.upstreams {
             upstream_l.push((
@@ -135,12 +143,23 @@ impl Proxy {
                 bind(format!("upstream {authority}"), *listen).await?,
             ));
         }
-        let discovery: Arc<dyn Discover> = match (discovery, &config.destinations) {
-            (Some(d), _) => d,
-            (None, Some(path)) => Arc::new(StaticDiscovery::load(path)?),
-            (None, None) => Arc::new(StaticDiscovery::default()),
+        let tap_l = match &config.tap {
+            Some((listen, id)) => Some((bind("tap", *listen).await?, id.clone())),
+            None => None,
         };
         let creds = config.identity.start()?;
+        let control = config.identity.control().map(|(addr, id)| {
+            let tls = mesh_control::client::Tls::new(creds.clone(), id);
+            mesh_control::client::channel(addr, tls)
+        });
+        let discovery: Arc<dyn Discover> = match (discovery, &config.destinations, &control) {
+            (Some(d), _, _) => d,
+            (None, Some(path), _) => Arc::new(StaticDiscovery::load(path)?),
+            (None, None, Some(channel)) => {
+                Arc::new(control::ControlDiscovery::new(channel.clone()))
+            }
+            (None, None, None) => Arc::new(StaticDiscovery::default()),
+        };
         let rt = Runtime {
             creds,
             metrics: telemetry::ProxyMetrics::new(),
@@ -154,15 +173,20 @@ impl Proxy {
             inbound: inbound_l.as_ref().and_then(local),
             outbound: outbound_l.as_ref().and_then(local),
             upstreams: upstream_l.iter().filter_map(|(_, l)| local(l)).collect(),
+            tap: tap_l.as_ref().and_then(|(l, _)| local(l)),
             grace: config.shutdown_grace,
             rt: rt.clone(),
         };
         tokio::spawn(admin::serve(admin_l, rt.clone(), discovery.clone()));
+        if let Some((l, id)) = tap_l {
+            tokio::spawn(tap_server::serve(l, rt.clone(), id));
+        }
 
         let inbound = config
             .inbound
             .map(|(_, app)| inbound::Inbound::new(rt.clone(), app, config.inbound_policy));
         let outbound = outbound::Outbound::new(rt.clone(), discovery.clone());
+        let register = config.register.clone();
         tokio::spawn(async move {
             // The proxy accepts traffic only once it holds a certificate.
             loop {
@@ -175,10 +199,36 @@ impl Proxy {
             }
             tracing::info!(identity = %rt.creds.identity(), "certified; serving");
             if let (Some(i), Some(l)) = (inbound, inbound_l) {
+                let bound = l.local_addr().ok();
                 tokio::spawn(i.serve(l));
+                if let (Some(channel), Some((service, namespace, port)), Some(addr)) =
+                    (control.clone(), register.clone(), bound)
+                {
+                    let req = mesh_control::api::registration::RegisterRequest {
+                        service,
+                        namespace,
+                        port: u32::from(port),
+                        address: addr.to_string(),
+                        identity: rt.creds.identity().as_str().to_string(),
+                        ..Default::default()
+                    };
+                    let client = mesh_control::api::registration::RegistrationClient::new(channel);
+                    let token = rt.drain.token();
+                    tokio::spawn(async move {
+                        if let Err(status) =
+                            mesh_control::api::registration::keep_registered(client, req, token)
+                                .await
+                        {
+                            tracing::warn!(%status, "deregistration failed");
+                        }
+                    });
+                }
             }
             if let Some(l) = outbound_l {
                 tokio::spawn(outbound.clone().serve_http(l, None));
+            }
+            if let Some(l) = orig_dst_l {
+                tokio::spawn(outbound.clone().serve_orig_dst(l));
             }
             for (authority, l) in upstream_l {
                 let opaque = discovery
@@ -207,6 +257,11 @@ impl Proxy {
     /// The authority-routed outbound listener's address.
     pub fn outbound_addr(&self) -> Option<SocketAddr> {
         self.outbound
+    }
+
+    /// The tap server's address.
+    pub fn tap_addr(&self) -> Option<SocketAddr> {
+        self.tap
     }
 
     /// The per-upstream listeners' addresses, in configuration order.

@@ -124,17 +124,78 @@ impl Outbound {
         .await;
     }
 
+    /// Serves connections redirected to `listener` by iptables (Kubernetes-style transparent
+    /// proxying): the original destination (`SO_ORIGINAL_DST`) picks the destination. Known
+    /// destinations are proxied (HTTP, or opaque for opaque destinations and server-speaks-first
+    /// ports); unknown ones are forwarded to the original address as they are.
+    pub async fn serve_orig_dst(self: Arc<Self>, listener: TcpListener) {
+        let local = listener.local_addr().ok();
+        let rt = self.rt.clone();
+        serve::accept_loop(listener, rt, "outbound", move |tcp, peer| {
+            let this = self.clone();
+            async move {
+                let orig = match crate::orig_dst::original_dst(&tcp) {
+                    Ok(orig) if Some(orig) != local => orig,
+                    Ok(_) => {
+                        tracing::info!(%peer, "connection was not redirected: no original destination; is the iptables REDIRECT rule in place?");
+                        this.rt.metrics.conn_error("outbound", "no_original_dst");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::info!(%error, %peer, "cannot read the original destination");
+                        this.rt.metrics.conn_error("outbound", "no_original_dst");
+                        return;
+                    }
+                };
+                let authority = orig.to_string();
+                let known = this.discovery.resolve(&authority);
+                let opaque_port = this.rt.config.opaque_ports.contains(&orig.port());
+                match known {
+                    Some(d) if d.borrow().protocol == Protocol::Opaque || opaque_port => {
+                        if let Err(error) = this.forward_opaque(tcp, &authority).await {
+                            tracing::info!(%error, %authority, "opaque connection failed");
+                            this.rt.metrics.conn_error("outbound", "opaque_connect");
+                        }
+                    }
+                    Some(_) => {
+                        let rt = this.rt.clone();
+                        let fixed: Option<Arc<str>> = Some(authority.into());
+                        let svc = hyper::service::service_fn(move |req| {
+                            this.clone().handle(req, peer, fixed.clone())
+                        });
+                        serve::http_auto(tcp, svc, &rt, "outbound").await;
+                    }
+                    None => {
+                        // Not part of the mesh: pass the bytes through to where they were going.
+                        let labels = Labels::new()
+                            .with("direction", "outbound")
+                            .with("authority", authority.as_str())
+                            .with("tls", "no_identity");
+                        let mut client = this.rt.metrics.tcp.sensor(&labels).wrap(tcp);
+                        match tokio::time::timeout(
+                            this.rt.config.connect_timeout,
+                            TcpStream::connect(orig),
+                        )
+                        .await
+                        {
+                            Ok(Ok(mut server)) => {
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                            _ => this.rt.metrics.conn_error("outbound", "passthrough_connect"),
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
     async fn forward_opaque(&self, tcp: TcpStream, authority: &str) -> Result<(), BoxError> {
         let dest = self
             .discovery
             .resolve(authority)
             .ok_or_else(|| unknown(authority))?;
-        let endpoints: Vec<_> = dest
-            .borrow()
-            .backends
-            .iter()
-            .flat_map(|b| b.endpoints.clone())
-            .collect();
+        let endpoints = dest.borrow().all_endpoints();
         let labels = Labels::new()
             .with("direction", "outbound")
             .with("authority", authority);
@@ -237,21 +298,26 @@ impl Outbound {
         if let Some((svc, ns)) = service_and_namespace(authority) {
             labels = labels.with("dst_service", svc).with("dst_namespace", ns);
         }
-        let meshed = dest
-            .backends
-            .iter()
-            .flat_map(|b| &b.endpoints)
-            .all(|e| e.identity.is_some());
+        let meshed = dest.all_endpoints().iter().all(|e| e.identity.is_some());
         let labels = labels.with("tls", if meshed { "true" } else { "no_identity" });
 
         let backends = dest.backends.iter().enumerate().map(|(i, b)| {
-            let endpoints = b.endpoints.iter().map(|e| {
-                Endpoint::new(e.addr).with_identity(
-                    e.identity
-                        .as_ref()
-                        .map(|id| TlsIdentity::new(id.as_str().to_string())),
-                )
-            });
+            // One kind of discovery stream for both: a live set (from the control plane), or a
+            // set holding the fixed endpoints of a static destination.
+            let set = match &b.live {
+                Some((_, set)) => set.clone(),
+                None => {
+                    let set = discover::EndpointSet::new();
+                    set.reset(b.endpoints.iter().map(|e| {
+                        Endpoint::new(e.addr).with_identity(
+                            e.identity
+                                .as_ref()
+                                .map(|id| TlsIdentity::new(id.as_str().to_string())),
+                        )
+                    }));
+                    set
+                }
+            };
             let connector = self.connector.clone();
             let new_endpoint = move |ep: Endpoint| {
                 let identity = ep
@@ -262,7 +328,7 @@ impl Outbound {
             let balancer = Builder::new(format!("{authority}/backend-{i}"))
                 .failfast_timeout(rt.config.failfast_timeout)
                 .metrics(&rt.metrics.balance)
-                .build(discover::fixed(endpoints), new_endpoint);
+                .build(set.subscribe(), new_endpoint);
             (format!("backend-{i}"), b.weight, balancer)
         });
         let (split, _weights) = Split::new(authority.to_string(), backends);

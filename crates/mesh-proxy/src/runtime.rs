@@ -27,6 +27,8 @@ pub struct StackConfig {
     pub header_read_timeout: Duration,
     /// Ports whose protocol speaks first from the server: never detected.
     pub opaque_ports: Vec<u16>,
+    /// The app speaks only HTTP/1.1: HTTP/2 requests (other than gRPC's) are downgraded.
+    pub app_http1: bool,
 }
 
 impl Default for StackConfig {
@@ -38,6 +40,7 @@ impl Default for StackConfig {
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             opaque_ports: vec![25, 587, 3306, 4444, 5432, 6379, 9300, 11211],
+            app_http1: false,
         }
     }
 }
@@ -95,6 +98,11 @@ impl Drain {
     /// Resolves when every tracked task is done (after [`Drain::start`]).
     pub async fn finished(&self) {
         self.tasks.wait().await
+    }
+
+    /// The cancellation token drain cancels.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
     }
 
     /// How many tracked tasks are running.

@@ -6,12 +6,20 @@ use std::net::SocketAddr;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mesh_core::BoxError;
+use mesh_core::detect::{self, DecidedBy, Protocol};
+use mesh_core::metrics::Labels;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::runtime::Runtime;
 
 /// Accepts connections until drain starts, serving each with `serve` in a tracked task.
+///
+/// Every accepted connection is counted from accept to the end of its task in the `tcp_*`
+/// families with `direction`, `peer="src"` and the listener's `target_addr` (Linkerd's server-side
+/// transport labels), whatever becomes of it (a failed handshake, a malformed request), so
+/// `tcp_open_connections{peer="src"}` shows leaks. Bytes are counted by the per-target sensors
+/// further in.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     rt: Runtime,
@@ -21,6 +29,13 @@ pub(crate) async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let mut labels = Labels::new()
+        .with("direction", direction)
+        .with("peer", "src");
+    if let Ok(local) = listener.local_addr() {
+        labels = labels.with("target_addr", local.to_string());
+    }
+    let sensor = rt.metrics.tcp.sensor(&labels);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -30,7 +45,13 @@ pub(crate) async fn accept_loop<F, Fut>(
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                rt.drain.spawn(serve(tcp, peer));
+                // Counts the connection open until the task ends (closed, failed or drained).
+                let open = sensor.wrap(());
+                let conn = serve(tcp, peer);
+                rt.drain.spawn(async move {
+                    conn.await;
+                    drop(open);
+                });
             }
             Err(error) => {
                 // Out of file descriptors or similar: back off briefly, keep serving.
@@ -44,6 +65,11 @@ pub(crate) async fn accept_loop<F, Fut>(
 
 /// Serves HTTP/1 (with upgrades) or HTTP/2 on `io` with `svc`, finishing in-flight requests
 /// when drain starts.
+///
+/// The client has the header read timeout to say which version it speaks (the HTTP/2 preface,
+/// or anything else for HTTP/1): hyper's own version sniffing waits forever, so a client that
+/// stops in the middle of the preface, or never speaks, would hold its connection (and a
+/// drain) for good. HTTP/1 then bounds each request head by the same timeout.
 pub(crate) async fn http_auto<IO, S, B>(io: IO, svc: S, rt: &Runtime, direction: &'static str)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -57,7 +83,35 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let sniff = detect::Config::new()
+        .with_timeout(rt.config.header_read_timeout)
+        .with_capacity(detect::Config::MIN_CAPACITY);
+    let detected = tokio::select! {
+        d = detect::detect(io, &sniff) => d,
+        _ = rt.drain.signaled() => return,
+    };
+    let (detected, io) = match detected {
+        Ok(d) => d,
+        Err(error) => {
+            tracing::debug!(%error, direction, "reading the first bytes failed");
+            return;
+        }
+    };
+    match detected.decided_by() {
+        DecidedBy::Timeout => {
+            tracing::debug!(direction, "no HTTP request in time; closing");
+            rt.metrics.conn_error(direction, "header_read_timeout");
+            return;
+        }
+        DecidedBy::Eof if io.prefix().is_empty() => return,
+        _ => {}
+    }
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if *detected.protocol() == Protocol::Http2 {
+        builder = builder.http2_only();
+    } else {
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())

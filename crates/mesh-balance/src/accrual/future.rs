@@ -14,12 +14,23 @@ use tokio::time::Instant;
 use crate::state::EndpointShared;
 
 pin_project! {
-    /// Classifies the response (or error) of one request to an endpoint.
+    /// Times and classifies the response (or error) of one request to an endpoint.
     pub(crate) struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // `Some` until the response headers (or an error) arrive.
         recorder: Option<Recorder>,
         sent_at: Instant,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the response: no longer in flight, and no outcome (the recorder's
+            // own drop says so).
+            if let Some(shared) = this.project().recorder.as_ref().and_then(|r| r.shared.as_ref()) {
+                shared.cancel();
+            }
+        }
     }
 }
 
@@ -68,7 +79,7 @@ where
         let decision = match recorder.shared.as_deref() {
             Some(shared) => {
                 let now = Instant::now();
-                shared.observe_latency(now.saturating_duration_since(*this.sent_at), now);
+                shared.complete(now.saturating_duration_since(*this.sent_at), now);
                 let classifier = &shared.target().classifier;
                 match &result {
                     Ok(rsp) => Ok(classifier.classify_headers(rsp.status(), rsp.headers())),

@@ -8,12 +8,14 @@ use http::{Request, Response};
 use mesh_core::BoxError;
 use mesh_core::body::ObservedBody;
 use tokio::time::{Instant, Sleep};
+use tower::load::Load;
 use tower_service::Service;
 
 use super::{EosClassify, ResponseFuture};
 use crate::state::{EndpointShared, gate};
 
-/// Gates an endpoint service on its failure-accrual state and classifies its responses.
+/// Gates an endpoint service on its failure-accrual state, classifies its responses, and
+/// measures the load P2C compares (peak-EWMA latency times requests in flight).
 ///
 /// Not ready while ejected (the balancer moves it to its pending set); ready again for one probe
 /// when the backoff elapses; not ready while the probe is in flight. Dropping it (discovery
@@ -96,6 +98,18 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let probe = self.shared.dispatch();
         ResponseFuture::new(self.inner.call(req), self.shared.clone(), probe)
+    }
+}
+
+/// The load P2C compares; see [`EndpointShared::load`].
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub(crate) struct Cost(f64);
+
+impl<S> Load for Accrual<S> {
+    type Metric = Cost;
+
+    fn load(&self) -> Cost {
+        Cost(self.shared.load(Instant::now()))
     }
 }
 

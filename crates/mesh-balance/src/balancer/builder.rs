@@ -97,9 +97,10 @@ impl Builder {
         self
     }
 
-    /// The peak-EWMA parameters: the latency assumed for a new endpoint (default 30 ms) and the
-    /// decay time over which older observations fade (default 10 s), as in Linkerd's
-    /// `PeakEwma { default_rtt, decay }`.
+    /// The peak-EWMA parameters, as in Linkerd's `PeakEwma { default_rtt, decay }`: the latency
+    /// assumed per request in flight to an endpoint that has not answered yet (default 30 ms; an
+    /// endpoint that has not answered and has nothing in flight is tried first), and the decay
+    /// time over which older observations fade (default 10 s).
     pub fn peak_ewma(mut self, default_rtt: Duration, decay: Duration) -> Self {
         self.default_rtt = default_rtt;
         self.decay = decay;
@@ -138,16 +139,13 @@ impl Builder {
             accrual: self.accrual,
             min_ready: self.min_ready,
             decay: self.decay,
+            default_rtt: self.default_rtt,
             metrics,
         })
     }
 
     fn endpoint_config(&self) -> EndpointConfig {
-        EndpointConfig {
-            renew: self.renew,
-            default_rtt: self.default_rtt,
-            decay: self.decay,
-        }
+        EndpointConfig { renew: self.renew }
     }
 
     /// Builds the bare P2C pool over `discover`, building each endpoint's service with `new`.

@@ -188,3 +188,116 @@ pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap_or_else(|e| panic!("run {cmd}: {e}"))
 }
+
+/// The samples of metric `name` (OpenMetrics text from the admin server) whose labels include
+/// every pair of `labels`, added up; 0 when there are none.
+pub async fn metric(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (status, text) = get(admin, "/metrics", &[]).await.expect("scrape /metrics");
+    assert_eq!(status, 200, "{text}");
+    metric_in(&text, name, labels)
+}
+
+/// Like [`metric`], on text already scraped.
+pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(s) => s,
+            None => continue,
+        };
+        let (metric, rest) = match series.split_once('{') {
+            Some((m, rest)) => (m, rest.strip_suffix('}').unwrap_or(rest)),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let found: Vec<(&str, &str)> = rest
+            .split("\",")
+            .filter_map(|kv| kv.split_once("=\""))
+            .map(|(k, v)| (k.trim_matches(','), v.trim_end_matches('"')))
+            .collect();
+        if labels.iter().all(|want| found.contains(want)) {
+            sum += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    sum
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes `bytes` on a new connection to `addr`, then reads until the peer closes (or `within`
+/// passes: then panics). Returns what was read, lossily as text.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // A server may answer and close before it has read everything (a 431, say).
+    let _ = tcp.write_all(bytes).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .unwrap_or_else(|_| panic!("{addr} did not close the connection within {within:?}"));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The authority the outbound proxy of a [`Chain`] knows.
+pub const BACKEND: &str = "backend.test:8080";
+
+/// An outbound proxy ("web") that sends [`BACKEND`] over mTLS to an inbound proxy ("backend")
+/// in front of an app.
+#[derive(Debug)]
+pub struct Chain {
+    /// Holds the CA and the destinations file.
+    pub dir: tempfile::TempDir,
+    /// The inbound proxy in front of the app.
+    pub inbound: Proxy,
+    /// The outbound proxy.
+    pub outbound: Proxy,
+}
+
+impl Chain {
+    /// Starts the two proxies, with extra flags for each.
+    pub async fn start(app: SocketAddr, inbound_extra: &[&str], outbound_extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = ca_dir(dir.path());
+        let inbound = inbound(&ca, "backend", app, inbound_extra).await;
+        let yaml = destination(BACKEND, inbound.inbound_addr().expect("inbound"), "backend");
+        let outbound = outbound(&ca, "web", dir.path(), &yaml, outbound_extra).await;
+        Self {
+            dir,
+            inbound,
+            outbound,
+        }
+    }
+
+    /// The outbound proxy's authority-routed listener.
+    pub fn out(&self) -> SocketAddr {
+        self.outbound.outbound_addr().expect("outbound listener")
+    }
+}

@@ -1,0 +1,180 @@
+//! The proxy against a real control plane (mesh-control): certificates from `Identity.Certify`
+//! with a bootstrap token, the inbound endpoint registered, destinations from `Destination.Get`;
+//! and traffic that survives the control plane going away and coming back.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Parser;
+use mesh_control::{Config as ControlConfig, ControlPlane};
+use mesh_proxy::{Args, Proxy};
+
+use crate::support::*;
+
+const MESH_YAML: &str =
+    "services:\n  - name: backend\n    namespace: test\n    ports:\n      - port: 8080\n";
+
+async fn control(dir: &Path, listen: SocketAddr) -> ControlPlane {
+    let yaml = dir.join("mesh.yaml");
+    std::fs::write(&yaml, MESH_YAML).expect("write mesh.yaml");
+    ControlPlane::start(
+        ControlConfig::new(dir.join("state"))
+            .listen(listen)
+            .catalog_file(Some(yaml)),
+    )
+    .await
+    .expect("control plane")
+}
+
+async fn proxy(cp: &ControlPlane, dir: &Path, sa: &str, args: &[&str]) -> Proxy {
+    let id = identity(sa);
+    let token = cp
+        .issue_token(&id.parse().expect("identity"), Duration::from_secs(60))
+        .expect("token");
+    let anchors = dir.join("state").join("trust-anchors.pem");
+    let mut v = vec![
+        "mesh-proxy".to_string(),
+        "--control".into(),
+        cp.addr().to_string(),
+        "--control-identity".into(),
+        cp.identity().to_string(),
+        "--trust-anchors".into(),
+        anchors.display().to_string(),
+        "--identity".into(),
+        id,
+        "--token".into(),
+        token,
+        "--admin-listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    v.extend(args.iter().map(|s| s.to_string()));
+    let p = Proxy::start(Args::parse_from(v).validate().expect("config"))
+        .await
+        .expect("start proxy");
+    wait_ready(p.admin_addr()).await;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certify_register_discover_and_survive_a_control_plane_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cp = control(dir.path(), "127.0.0.1:0".parse().expect("addr")).await;
+    let cp_addr = cp.addr();
+    let app = backend().await;
+    let app_s = app.to_string();
+    let _inbound = proxy(
+        &cp,
+        dir.path(),
+        "backend",
+        &[
+            "--inbound-listen",
+            "127.0.0.1:0",
+            "--inbound-forward",
+            &app_s,
+            "--register",
+            "backend.test:8080",
+        ],
+    )
+    .await;
+    let outbound = proxy(
+        &cp,
+        dir.path(),
+        "web",
+        &["--outbound-listen", "127.0.0.1:0"],
+    )
+    .await;
+    let out = outbound.outbound_addr().expect("outbound");
+    let host = [("host", "backend.test:8080")];
+
+    // The registered endpoint reaches the outbound proxy through Destination.Get.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        match get(out, "/via-control", &host).await {
+            Ok((200, body)) => break body,
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never routed: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(
+        body,
+        format!(
+            "GET /via-control HTTP/1.1 client={} host=backend.test:8080\n",
+            identity("web")
+        )
+    );
+
+    // The control plane goes away: traffic keeps flowing on what the proxies know.
+    cp.shutdown().await;
+    for i in 0..20 {
+        let (status, _) = get(out, &format!("/without-control/{i}"), &host)
+            .await
+            .expect("request");
+        assert_eq!(
+            status, 200,
+            "request {i} failed while the control plane was down"
+        );
+    }
+
+    // It comes back on the same address and state: the proxies resync and keep serving.
+    let cp = control(dir.path(), cp_addr).await;
+    for i in 0..20 {
+        let (status, _) = get(out, &format!("/after-restart/{i}"), &host)
+            .await
+            .expect("request");
+        assert_eq!(status, 200, "request {i} failed after the restart");
+    }
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_leaves_the_proxy_unready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cp = control(dir.path(), "127.0.0.1:0".parse().expect("addr")).await;
+    // A token for another identity.
+    let token = cp
+        .issue_token(
+            &identity("other").parse().expect("id"),
+            Duration::from_secs(60),
+        )
+        .expect("token");
+    let anchors = dir.path().join("state").join("trust-anchors.pem");
+    let args = Args::parse_from([
+        "mesh-proxy",
+        "--control",
+        &cp.addr().to_string(),
+        "--control-identity",
+        cp.identity().as_str(),
+        "--trust-anchors",
+        &anchors.display().to_string(),
+        "--identity",
+        &identity("web"),
+        "--token",
+        &token,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--outbound-listen",
+        "127.0.0.1:0",
+    ]);
+    let p = Proxy::start(args.validate().expect("config"))
+        .await
+        .expect("start");
+    // The certificate never comes (the refusals are retried with backoff)...
+    let certified = tokio::time::timeout(Duration::from_secs(2), p.runtime().creds.ready()).await;
+    assert!(
+        certified.is_err(),
+        "certified with another identity's token"
+    );
+    // ...and /ready says why.
+    let (status, body) = get(p.admin_addr(), "/ready", &[]).await.expect("ready");
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "not ready: waiting for a certificate\n")
+    );
+    cp.shutdown().await;
+}
