@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mesh_tls::{CertificateAuthority, IdentityDomain};
 
+mod check;
+mod local;
+
 /// The emojivoto demo apps (`examples/emojivoto/`), built in so `mesh demo` can start them.
 #[path = "../examples/emojivoto/mod.rs"]
 mod emojivoto;
@@ -26,6 +29,16 @@ enum Command {
     /// Manage the mesh's certificate authority (trust anchor and issuer).
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Run the control plane in the foreground (local mode).
+    Control(local::ControlArgs),
+    /// Run a workload behind its own sidecar: `mesh run --name web -n emojivoto --port 8080 -- ./web`.
+    Run(Box<local::RunArgs>),
+    /// Bring up the control plane and the emojivoto demo, each workload behind a sidecar.
+    Demo(local::DemoArgs),
+    /// Check that the mesh is healthy: control plane, certificates, every workload's proxy.
+    Check(check::CheckArgs),
+    /// Run the sidecar proxy (the same as the `mesh-proxy` binary).
+    Proxy(Box<mesh_proxy::Args>),
     /// Run one app of the emojivoto demo (what `mesh demo` starts behind each sidecar).
     #[command(subcommand, hide = true)]
     Emojivoto(emojivoto::App),
@@ -68,12 +81,46 @@ enum CaCommand {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mesh: {e}");
-            ExitCode::FAILURE
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Proxy(args) => mesh_proxy::main_with(*args),
+        Command::Check(args) => {
+            match multi_thread().and_then(|rt| rt.block_on(check::check(args))) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("mesh check: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
+        Command::Run(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("mesh run: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            mesh_proxy::init_logging(false);
+            match rt.block_on(local::run(*args)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("mesh run: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        command => match run(Cli { command }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mesh: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -114,6 +161,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("issued {id} into {}", out.display());
             Ok(())
         }
+        Command::Control(args) => multi_thread()?.block_on(local::control(args)),
+        Command::Demo(args) => multi_thread()?.block_on(local::demo(args)),
+        Command::Proxy(_) | Command::Run(_) | Command::Check(_) => unreachable_command(),
         Command::Emojivoto(app) => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -122,6 +172,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from_boxed)
         }
     }
+}
+
+fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn unreachable_command() -> anyhow::Result<()> {
+    anyhow::bail!("internal: this command is dispatched before `run`")
 }
 
 fn write_secret(path: &std::path::Path, contents: &str) -> std::io::Result<()> {

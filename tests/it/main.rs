@@ -6,5 +6,6 @@ mod embed_layers;
 mod emojivoto;
 mod example;
 mod http;
+mod local;
 mod mtls_echo;
 mod prometheus;
