@@ -18,7 +18,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use mesh_tls::ServiceIdentity;
-use serde::Serialize;
 
 /// Where local-mode state lives: `$MESH_STATE_DIR`, else `$HOME/.local/state/mesh`.
 pub(crate) fn default_state_dir() -> PathBuf {
@@ -123,19 +122,7 @@ pub(crate) struct RunArgs {
     pub(crate) command: Vec<String>,
 }
 
-/// What `mesh run` records about a running workload (`STATE/workloads/NS.NAME.json`), for the
-/// control plane's metrics scraper and tap fan-out.
-#[derive(Serialize, Debug)]
-struct WorkloadRecord {
-    name: String,
-    namespace: String,
-    identity: String,
-    admin: SocketAddr,
-    tap: SocketAddr,
-    inbound: Option<SocketAddr>,
-    pid: u32,
-}
-
+/// Removes a workload's record when `mesh run` ends, however it ends.
 struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
@@ -255,10 +242,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outbound = proxy
         .outbound_addr()
         .context("the sidecar has no outbound listener")?;
-    let dir = state.join("workloads");
-    std::fs::create_dir_all(&dir)?;
-    let record_path = dir.join(format!("{}.{}.json", args.namespace, args.name));
-    let record = WorkloadRecord {
+    // Recorded for the control plane's metrics scraper and tap fan-out.
+    let record = mesh_control::metrics::Workload {
         name: args.name.clone(),
         namespace: args.namespace.clone(),
         identity: identity.to_string(),
@@ -269,8 +254,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         inbound: proxy.inbound_addr(),
         pid: std::process::id(),
     };
-    std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)?;
-    let _record = RemoveOnDrop(record_path);
+    let _record = RemoveOnDrop(record.write(state).context("cannot record the workload")?);
 
     let (program, app_args) = args
         .command

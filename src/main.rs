@@ -8,6 +8,8 @@ use mesh_tls::{CertificateAuthority, IdentityDomain};
 
 mod check;
 mod local;
+mod observe;
+mod top;
 
 /// The emojivoto demo apps (`examples/emojivoto/`), built in so `mesh demo` can start them.
 #[path = "../examples/emojivoto/mod.rs"]
@@ -35,6 +37,16 @@ enum Command {
     Run(Box<local::RunArgs>),
     /// Bring up the control plane and the emojivoto demo, each workload behind a sidecar.
     Demo(local::DemoArgs),
+    /// Golden metrics per workload or namespace: success rate, RPS, latency percentiles.
+    Stat(observe::StatArgs),
+    /// Golden metrics per route of a service.
+    Routes(observe::RoutesArgs),
+    /// Who calls whom, and whether the connection is secured by mTLS.
+    Edges(observe::EdgesArgs),
+    /// Watch requests live, as a workload's proxy sees them.
+    Tap(observe::TapArgs),
+    /// The busiest paths, live, refreshed in place (q quits).
+    Top(observe::TapArgs),
     /// Check that the mesh is healthy: control plane, certificates, every workload's proxy.
     Check(check::CheckArgs),
     /// Run the sidecar proxy (the same as the `mesh-proxy` binary).
@@ -162,6 +174,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Control(args) => multi_thread()?.block_on(local::control(args)),
+        Command::Stat(args) => current_thread()?.block_on(observe::stat(args)),
+        Command::Routes(args) => current_thread()?.block_on(observe::routes(args)),
+        Command::Edges(args) => current_thread()?.block_on(observe::edges(args)),
+        Command::Tap(args) => current_thread()?.block_on(observe::tap(args)),
+        Command::Top(args) => current_thread()?.block_on(observe::top(args)),
         Command::Demo(args) => multi_thread()?.block_on(local::demo(args)),
         Command::Proxy(_) | Command::Run(_) | Command::Check(_) => unreachable_command(),
         Command::Emojivoto(app) => {
@@ -177,6 +194,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }

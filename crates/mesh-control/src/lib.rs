@@ -66,9 +66,11 @@ pub mod api;
 pub mod catalog;
 pub mod client;
 mod duration;
+pub mod metrics;
 pub mod name;
 mod server;
 pub mod state;
+pub mod tap;
 pub mod token;
 
 pub use self::server::{CONTROLLER, Config, ControlPlane, DEFAULT_LISTEN, StartError};

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
@@ -58,6 +59,44 @@ pub struct ConnectError {
 #[derive(Debug, thiserror::Error)]
 #[error("timed out after {0:?}")]
 struct ConnectTimeout(Duration, #[source] tokio::time::error::Elapsed);
+
+/// A request failed once sent, or while being sent: the peer reset the stream, closed the
+/// connection, refused the request. Its text says to whom and why, down to the root cause
+/// (hyper's own texts stop at "http2 error"), because it becomes the `l5d-proxy-error` header;
+/// the cause stays its [`source`](std::error::Error::source), so classification still sees it.
+#[derive(Debug)]
+pub struct RequestError {
+    to: String,
+    source: BoxError,
+}
+
+impl RequestError {
+    /// `source` happened on the request to `to` (`"the peer proxy at 10.0.0.1:4143"`).
+    pub(crate) fn new(to: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            to: to.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the request to {} failed: {}", self.to, self.source)?;
+        let mut cause = self.source.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Peer {
@@ -135,8 +174,21 @@ struct Shared {
     addr: SocketAddr,
     identity: Option<ServiceIdentity>,
     connector: Connector,
-    conn: tokio::sync::Mutex<Option<SendRequest<ReqBody>>>,
+    conn: std::sync::Mutex<Conn>,
 }
+
+/// The endpoint's connection, or the one attempt at making it that every request needing it
+/// meanwhile awaits: requests arriving while the endpoint does not answer share that attempt's
+/// outcome (and its timeout) instead of queueing up for a connection attempt each.
+enum Conn {
+    Idle,
+    Connecting(Attempt),
+    Ready(SendRequest<ReqBody>),
+}
+
+type Attempt = futures_util::future::Shared<
+    BoxFuture<'static, Result<SendRequest<ReqBody>, Arc<ConnectError>>>,
+>;
 
 impl EndpointClient {
     /// A client for the endpoint at `addr` that must prove `identity` (plaintext if `None`).
@@ -146,7 +198,7 @@ impl EndpointClient {
                 addr,
                 identity,
                 connector,
-                conn: tokio::sync::Mutex::new(None),
+                conn: std::sync::Mutex::new(Conn::Idle),
             }),
         }
     }
@@ -156,13 +208,34 @@ impl EndpointClient {
         self.shared.addr
     }
 
-    async fn sender(shared: &Shared) -> Result<SendRequest<ReqBody>, BoxError> {
-        let mut slot = shared.conn.lock().await;
-        if let Some(s) = slot.as_ref()
-            && !s.is_closed()
+    async fn sender(shared: &Arc<Shared>) -> Result<SendRequest<ReqBody>, BoxError> {
+        let attempt = {
+            let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+            match &*conn {
+                Conn::Ready(s) if !s.is_closed() => return Ok(s.clone()),
+                Conn::Connecting(attempt) => attempt.clone(),
+                Conn::Ready(_) | Conn::Idle => {
+                    let attempt = Self::connect(shared.clone()).boxed().shared();
+                    *conn = Conn::Connecting(attempt.clone());
+                    attempt
+                }
+            }
+        };
+        let result = attempt.clone().await;
+        let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // The first waiter to finish settles the slot, unless a newer attempt replaced it.
+        if let Conn::Connecting(current) = &*conn
+            && current.ptr_eq(&attempt)
         {
-            return Ok(s.clone());
+            *conn = match &result {
+                Ok(s) => Conn::Ready(s.clone()),
+                Err(_) => Conn::Idle,
+            };
         }
+        result.map_err(|e| Box::new(e) as BoxError)
+    }
+
+    async fn connect(shared: Arc<Shared>) -> Result<SendRequest<ReqBody>, Arc<ConnectError>> {
         let io = shared
             .connector
             .connect(shared.addr, shared.identity.as_ref(), ALPN_H2)
@@ -187,7 +260,6 @@ impl EndpointClient {
                 tracing::debug!(%addr, %error, "connection to endpoint closed");
             }
         });
-        *slot = Some(sender.clone());
         Ok(sender)
     }
 
@@ -226,15 +298,22 @@ impl Service<http::Request<ReqBody>> for EndpointClient {
         let shared = self.shared.clone();
         Box::pin(async move {
             let mut sender = Self::sender(&shared).await?;
-            sender.ready().await?;
+            let peer = || format!("the peer proxy at {}", shared.addr);
+            sender
+                .ready()
+                .await
+                .map_err(|e| RequestError::new(peer(), e))?;
             match sender.send_request(req).await {
                 Ok(rsp) => Ok(rsp),
                 Err(e) => {
                     if sender.is_closed() {
                         // The next request reconnects.
-                        shared.conn.lock().await.take();
+                        let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+                        if matches!(&*conn, Conn::Ready(s) if s.is_closed()) {
+                            *conn = Conn::Idle;
+                        }
                     }
-                    Err(Box::new(e) as BoxError)
+                    Err(Box::new(RequestError::new(peer(), e)) as BoxError)
                 }
             }
         })

@@ -36,7 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
-use crate::endpoint::{ALPN_H2, ALPN_HTTP1, ALPN_OPAQUE};
+use crate::endpoint::{ALPN_H2, ALPN_HTTP1, ALPN_OPAQUE, RequestError};
 use crate::outbound::RspBody;
 use crate::runtime::Runtime;
 use crate::{headers, serve};
@@ -378,10 +378,11 @@ impl Inbound {
                     .build()
             })?;
         let rsp = if req.version() == http::Version::HTTP_2 {
-            self.h2.request(req).await?
+            self.h2.request(req).await
         } else {
-            self.h1.request(req).await?
-        };
+            self.h1.request(req).await
+        }
+        .map_err(|e| RequestError::new(format!("the app at {}", self.app), e))?;
         let (mut parts, body) = rsp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         Ok(http::Response::from_parts(parts, body))

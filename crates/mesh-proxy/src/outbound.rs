@@ -327,6 +327,8 @@ impl Outbound {
             };
             let balancer = Builder::new(format!("{authority}/backend-{i}"))
                 .failfast_timeout(rt.config.failfast_timeout)
+                // Failure accrual is opt-in, as Linkerd's is: a destination's policy turns it on.
+                .failure_accrual(None)
                 .metrics(&rt.metrics.balance)
                 .build(set.subscribe(), new_endpoint);
             (format!("backend-{i}"), b.weight, balancer)
@@ -355,7 +357,12 @@ impl Outbound {
             .layer(rt.metrics.http.layer(labels.clone()))
             .layer(TapLayer::new(rt.tap.clone(), tap_meta))
             .layer(TimeoutLayer::per_route())
-            .layer(RetryLayer::new(budget).counters(rt.metrics.retries.counters(&labels)))
+            // As Linkerd: only routes a profile marks retryable are retried.
+            .layer(
+                RetryLayer::new(budget)
+                    .only_marked_routes(true)
+                    .counters(rt.metrics.retries.counters(&labels)),
+            )
             .layer(rt.metrics.http_actual.layer(labels))
             .service(split)
             .map_response(|rsp: http::Response<_>| {

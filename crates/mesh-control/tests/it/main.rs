@@ -6,5 +6,7 @@ mod conformance;
 mod identity;
 mod lifecycle;
 mod live_edit;
+mod metrics;
 mod registration;
 mod support;
+mod tap;

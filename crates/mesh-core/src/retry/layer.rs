@@ -9,6 +9,7 @@ use crate::classify::Classifier;
 pub struct RetryLayer {
     policy: RetryPolicy,
     max_body: usize,
+    only_marked: bool,
 }
 
 impl RetryLayer {
@@ -24,6 +25,7 @@ impl RetryLayer {
                 metrics: None,
             },
             max_body: 64 * 1024,
+            only_marked: false,
         }
     }
 
@@ -46,6 +48,14 @@ impl RetryLayer {
         self
     }
 
+    /// Retries only requests a router marked with [`RetryableRoute`](super::RetryableRoute)
+    /// (Linkerd's behaviour: a service profile's `isRetryable` routes), not every idempotent
+    /// request. Default is off (idempotent methods are retryable too).
+    pub fn only_marked_routes(mut self, only: bool) -> Self {
+        self.only_marked = only;
+        self
+    }
+
     /// Counts retries and skipped retries.
     pub fn counters(mut self, counters: RetryCounters) -> Self {
         self.policy.metrics = Some(counters);
@@ -57,6 +67,6 @@ impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry::new(inner, self.policy.clone(), self.max_body)
+        Retry::new(inner, self.policy.clone(), self.max_body, self.only_marked)
     }
 }

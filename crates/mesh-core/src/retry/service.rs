@@ -23,6 +23,7 @@ type Inner<S> = tower::retry::Retry<RetryPolicy, BoxErrors<S>>;
 pub struct Retry<S> {
     inner: Inner<S>,
     max_body: usize,
+    only_marked: bool,
     budget: super::RetryBudget,
     counters: Option<RetryCounters>,
 }
@@ -56,12 +57,13 @@ where
 }
 
 impl<S> Retry<S> {
-    pub(super) fn new(inner: S, policy: RetryPolicy, max_body: usize) -> Self {
+    pub(super) fn new(inner: S, policy: RetryPolicy, max_body: usize, only_marked: bool) -> Self {
         let budget = policy.budget.clone();
         let counters = policy.metrics.clone();
         Self {
             inner: tower::retry::Retry::new(policy, BoxErrors(inner)),
             max_body,
+            only_marked,
             budget,
             counters,
         }
@@ -88,7 +90,8 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         // Every original request earns the budget some retries.
         self.budget.deposit();
-        if !is_retryable(&req) {
+        let marked = req.extensions().get::<super::RetryableRoute>().is_some();
+        if !is_retryable(&req) || (self.only_marked && !marked) {
             return Either::Left(self.inner.call(req.map(ReplayBody::passthrough)));
         }
         if req.body().is_end_stream() {

@@ -210,3 +210,29 @@ fn invalid_budgets_are_refused_with_a_reason() {
     let e = RetryBudget::new(0.2, 10, Duration::from_secs(600)).unwrap_err();
     assert!(e.to_string().contains("window"), "{e}");
 }
+
+#[tokio::test]
+async fn only_marked_routes_are_retried_when_asked() {
+    let (svc, seen) = scripted(vec![503, 503]);
+    let retry = RetryLayer::new(RetryBudget::default())
+        .only_marked_routes(true)
+        .layer(svc);
+    assert_eq!(
+        retry
+            .clone()
+            .oneshot(req("GET", ""))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "an unmarked GET is sent once"
+    );
+    let mut marked = req("GET", "");
+    marked.extensions_mut().insert(RetryableRoute);
+    assert_eq!(retry.oneshot(marked).await.unwrap().status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}

@@ -60,9 +60,18 @@ async fn unreachable_endpoints_fail_fast_with_the_reason() {
         // A live inbound proxy whose identity is not the one discovery names.
         let app = apps::app().await;
         let impostor = inbound(&ca, "impostor", app.addr, &[]).await;
+        // A port that accepts (the kernel completes the handshake into the backlog) but whose
+        // owner never reads.
+        let stuck_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let yaml = format!(
-            "{}{}",
+            "{}{}{}",
             destination("down.test:8080", closed, "backend"),
+            destination(
+                "stuck.test:8080",
+                stuck_listener.local_addr().expect("addr"),
+                "backend"
+            )
+            .trim_start_matches("destinations:\n"),
             destination(
                 "spoofed.test:8080",
                 impostor.inbound_addr().expect("inbound"),
@@ -79,14 +88,14 @@ async fn unreachable_endpoints_fail_fast_with_the_reason() {
         )
         .await;
         let out = outbound.outbound_addr().expect("outbound");
-        // The bound: a failed connection attempt, or the failfast timeout, plus slack for a
-        // debug build on a busy machine.
-        let bound = Duration::from_millis(500 + 300 + 1500);
+        // The bound: a refused connection, the connect timeout (300 ms) plus the TLS handshake
+        // timeout (at least 1 s), or the failfast timeout (500 ms), whichever ends the wait,
+        // plus slack for a debug build on a busy machine.
+        let bound = Duration::from_millis(300 + 1000 + 1200);
 
-        for (i, method) in ["GET", "POST", "GET", "GET", "POST", "GET"]
-            .into_iter()
-            .enumerate()
-        {
+        // GETs are retried (within the budget), POSTs are not: both fail fast, every time.
+        let methods = ["GET", "POST"].repeat(6);
+        for (i, method) in methods.iter().copied().enumerate() {
             let (status, error, body, took) = request(out, method, "down.test:8080").await;
             eprintln!("down #{i} {method}: {status} in {took:?}: {error}");
             assert!(matches!(status, 502 | 503), "#{i}: {status} {error} {body}");
@@ -113,10 +122,25 @@ async fn unreachable_endpoints_fail_fast_with_the_reason() {
             "the header does not name the identity problem: {error:?}"
         );
 
-        // Both failures are counted.
+        // An endpoint that accepts connections but never completes a TLS handshake (a hung
+        // process, a full accept queue): requests at once, each bounded on its own rather than
+        // queued behind each other's connection attempts.
+        let started = tokio::time::Instant::now();
+        let all =
+            futures_util::future::join_all((0..5).map(|_| request(out, "POST", "stuck.test:8080")))
+                .await;
+        for (i, (status, error, body, took)) in all.into_iter().enumerate() {
+            eprintln!("stuck #{i}: {status} in {took:?}: {error}");
+            assert!(matches!(status, 502..=504), "#{i}: {status} {error} {body}");
+            assert!(took < bound, "#{i} took {took:?}");
+            assert!(!error.is_empty(), "#{i}: no l5d-proxy-error");
+        }
+        eprintln!("stuck: all answered in {:?}", started.elapsed());
+
+        // The failures are counted.
         let admin = outbound.admin_addr();
         eventually(
-            "6 failed responses to down.test are counted",
+            "every failed response to down.test is counted",
             WITHIN,
             || async {
                 metric(
@@ -128,7 +152,7 @@ async fn unreachable_endpoints_fail_fast_with_the_reason() {
                     ],
                 )
                 .await
-                    == 6.0
+                    == methods.len() as f64
             },
         )
         .await;

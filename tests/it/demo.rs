@@ -1,0 +1,218 @@
+//! The seed's story, asserted: `mesh demo` brings up the mesh and emojivoto, and the CLI shows
+//! where it fails — parsed from the CLI's own output, not just printed.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const MESH: &str = env!("CARGO_BIN_EXE_mesh");
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+// Blocking test code outside any runtime: the wall clock is the right clock here.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn mesh(state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("30")
+        .arg(MESH)
+        .args(args)
+        .env("MESH_STATE_DIR", state)
+        .output()
+        .expect("mesh")
+}
+
+fn json(state: &Path, args: &[&str]) -> Option<serde_json::Value> {
+    let out = mesh(state, args);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Whether any process of process group `pgid` runs.
+fn running_group(pgid: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-g", pgid])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn the_demo_shows_where_emojivoto_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    let demo = Demo(
+        Command::new(MESH)
+            .args(["demo", "--vote-interval", "50ms", "--state-dir"])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mesh demo"),
+    );
+
+    // All four workloads meshed, web and vote-bot failing some requests, emoji never.
+    let rows = poll(Duration::from_secs(90), "stat rows with traffic", || {
+        let rows = json(
+            state,
+            &[
+                "stat",
+                "deploy",
+                "-n",
+                "emojivoto",
+                "-o",
+                "json",
+                "-t",
+                "1m",
+            ],
+        )?;
+        let rows = rows.as_array()?.clone();
+        let by = |n: &str| rows.iter().find(|r| r["name"] == n).cloned();
+        let ready = ["emoji", "voting", "web", "vote-bot"].iter().all(|n| {
+            by(n)
+                .is_some_and(|r| r["meshed"] == "1/1" && r["success"].is_f64() && r["rps"].is_f64())
+        });
+        let failing = by("web")
+            .and_then(|r| r["success"].as_f64())
+            .is_some_and(|s| s < 1.0);
+        (ready && failing).then_some(rows)
+    });
+    let success = |n: &str| {
+        rows.iter()
+            .find(|r| r["name"] == n)
+            .and_then(|r| r["success"].as_f64())
+            .unwrap_or_else(|| panic!("no success rate for {n}"))
+    };
+    assert!(success("web") < 1.0, "{rows:?}");
+    assert!(success("vote-bot") < 1.0, "{rows:?}");
+    assert_eq!(success("emoji"), 1.0, "{rows:?}");
+
+    // Every edge secured by mTLS, with the right identities.
+    let edges = poll(Duration::from_secs(30), "edges", || {
+        let e = json(state, &["edges", "deploy", "-n", "emojivoto", "-o", "json"])?;
+        let e = e.as_array()?.clone();
+        let has = |s: &str, d: &str| e.iter().any(|r| r["src"] == s && r["dst"] == d);
+        (has("vote-bot", "web") && has("web", "emoji") && has("web", "voting")).then_some(e)
+    });
+    for e in &edges {
+        assert_eq!(e["secured"], true, "{e}");
+        let src = e["src"].as_str().unwrap_or_default();
+        assert_eq!(
+            e["client_id"],
+            format!("{src}.emojivoto.serviceaccount.identity.mesh.cluster.local"),
+            "{e}"
+        );
+    }
+
+    // The text forms Linkerd users know.
+    let out = mesh(state, &["stat", "deploy", "-n", "emojivoto"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<_> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "MESHED",
+            "SUCCESS",
+            "RPS",
+            "LATENCY_P50",
+            "LATENCY_P95",
+            "LATENCY_P99",
+            "TCP_CONN"
+        ]
+    );
+
+    // mesh tap shows the failing votes: /api/vote answered 500 (the doughnut), and web's call to
+    // voting failing with a gRPC error.
+    let tap = poll(Duration::from_secs(60), "failed votes in tap", || {
+        let out = mesh(
+            state,
+            &[
+                "tap",
+                "deploy/web",
+                "-n",
+                "emojivoto",
+                "--path",
+                "/",
+                "--limit",
+                "60",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let failed_vote = text
+            .lines()
+            .any(|l| l.starts_with("rsp ") && l.contains(":status=500"));
+        let grpc_error = text.lines().any(|l| {
+            l.starts_with("end ") && l.contains("proxy=out") && l.contains("grpc-status=Unknown")
+        });
+        (failed_vote && grpc_error).then_some(text)
+    });
+    let first = tap
+        .lines()
+        .find(|l| l.starts_with("req "))
+        .unwrap_or_default();
+    assert!(
+        first.contains("tls=true") && first.contains(":method="),
+        "{first}"
+    );
+
+    // mesh check passes.
+    let check = mesh(state, &["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("Status check results are √"));
+
+    // Ctrl-C stops everything and leaves no process behind: each `mesh run` leads a process
+    // group holding its app; none may survive.
+    let groups: Vec<String> = std::fs::read_dir(state.join("workloads"))
+        .expect("workloads")
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.ok()?.path()).ok()?;
+            let w: serde_json::Value = serde_json::from_str(&text).ok()?;
+            Some(w["pid"].as_u64()?.to_string())
+        })
+        .collect();
+    assert_eq!(groups.len(), 4, "{groups:?}");
+    assert!(
+        groups.iter().all(|g| running_group(g)),
+        "the demo's workloads are not running?"
+    );
+    drop(demo);
+    poll(
+        Duration::from_secs(45),
+        "every demo process to stop",
+        || (!groups.iter().any(|g| running_group(g))).then_some(()),
+    );
+}
