@@ -216,3 +216,112 @@ fn the_demo_shows_where_emojivoto_fails() {
         || (!groups.iter().any(|g| running_group(g))).then_some(()),
     );
 }
+
+/// The same `mesh stat` numbers from a real Prometheus (Debian's, scraping every proxy with
+/// Linkerd's relabelling) as from the control plane's embedded store.
+///
+/// Tolerance: the two answer over different windows (the store from its snapshots, Prometheus
+/// `rate()` with extrapolation over the samples of the last minute), so success rates may differ
+/// by at most 0.15 and request rates by at most a factor of 2.
+#[test]
+fn prometheus_and_the_embedded_store_agree() {
+    use crate::prometheus::{KillOnDrop, free_port, prometheus_binary};
+    let Some(bin) = prometheus_binary() else {
+        eprintln!(
+            "\n*** SKIPPED: no prometheus binary (set MESH_PROMETHEUS; .ci/run installs it) ***\n"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let _demo = Demo(
+        Command::new(MESH)
+            .args(["demo", "--vote-interval", "50ms", "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mesh demo"),
+    );
+    poll(Duration::from_secs(60), "four workloads", || {
+        let n = std::fs::read_dir(state.join("workloads")).ok()?.count();
+        (n == 4).then_some(())
+    });
+    let sd = dir.path().join("targets.json");
+    let targets = mesh_control::metrics::prometheus::file_sd_targets(&state).expect("targets");
+    std::fs::write(&sd, targets.to_string()).expect("write targets");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        mesh_control::metrics::prometheus::scrape_config(&sd, Duration::from_secs(1)),
+    )
+    .expect("write config");
+    let prom = format!("127.0.0.1:{}", free_port());
+    let _prometheus = KillOnDrop(
+        Command::new(&bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus"),
+    );
+    let url = format!("http://{prom}");
+    // A 10 s window, so Prometheus (whose rates divide an increase by the window, as Linkerd's
+    // PromQL does) has a full window of samples within seconds of starting.
+    let stat = |extra: &[&str]| -> Option<Vec<serde_json::Value>> {
+        let mut args = vec![
+            "stat",
+            "deploy",
+            "-n",
+            "emojivoto",
+            "-o",
+            "json",
+            "-t",
+            "10s",
+        ];
+        args.extend_from_slice(extra);
+        let rows = json(&state, &args)?;
+        rows.as_array().cloned()
+    };
+    let value = |rows: &[serde_json::Value], name: &str, f: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r[f].as_f64())
+    };
+    let agree = |e: &[serde_json::Value], p: &[serde_json::Value]| {
+        ["emoji", "voting", "web", "vote-bot"].iter().all(|n| {
+            let (Some(se), Some(sp), Some(re), Some(rp)) = (
+                value(e, n, "success"),
+                value(p, n, "success"),
+                value(e, n, "rps"),
+                value(p, n, "rps"),
+            ) else {
+                return false;
+            };
+            (se - sp).abs() <= 0.15 && re > 0.0 && rp > 0.0 && re / rp <= 2.0 && rp / re <= 2.0
+        })
+    };
+    let mut last = (Vec::new(), Vec::new());
+    let agreed = (0..240).any(|_| {
+        if let (Some(e), Some(p)) = (stat(&[]), stat(&["--prometheus", &url])) {
+            let ok = agree(&e, &p);
+            last = (e, p);
+            if ok {
+                return true;
+            }
+        }
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(500));
+        false
+    });
+    assert!(
+        agreed,
+        "the sources never agreed within tolerance:\nembedded: {:?}\nprometheus: {:?}",
+        last.0, last.1
+    );
+}

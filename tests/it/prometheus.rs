@@ -9,7 +9,7 @@ use crate::example::Running;
 use crate::http::get;
 
 /// Debian's prometheus binary: `$MESH_PROMETHEUS`, or `prometheus` on the PATH.
-fn prometheus_binary() -> Option<PathBuf> {
+pub fn prometheus_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("MESH_PROMETHEUS") {
         return Some(PathBuf::from(p));
     }
@@ -21,7 +21,7 @@ fn prometheus_binary() -> Option<PathBuf> {
     (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
-struct KillOnDrop(Child);
+pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -30,7 +30,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
