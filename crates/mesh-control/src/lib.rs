@@ -13,10 +13,15 @@
 //!   `Registration` service; all on one port, over TLS with the control plane's own identity;
 //! - the **state directory** ([`state`]): the CA (trust anchor and issuer, generated once, reused
 //!   on every restart), the listen address and identity for CLIs, bootstrap tokens;
-//! - **clients** for the above over mutual TLS ([`client`]), for CLIs, tests and proxies.
+//! - **clients** for the above over mutual TLS ([`client`]), for CLIs, tests and proxies;
+//! - **observability** for the CLI and the dashboard: an embedded metrics store scraping every
+//!   workload's proxy, Linkerd's `stat`/`routes`/`edges` queries (or the same through a real
+//!   Prometheus) ([`metrics`]), and tap fanned out to the proxies over mutual TLS with the
+//!   control plane's own identity, merged into one stream ([`tap`]); both served as a JSON API on
+//!   127.0.0.1 (its address in `<state-dir>/api.addr`).
 //!
-//! It does not own data-plane code: proxies (`mesh-proxy`) consume these APIs. Tap aggregation,
-//! metrics queries, the dashboard and the Kubernetes backend are still to come.
+//! It does not own data-plane code: proxies (`mesh-proxy`) consume these APIs. The dashboard and
+//! the Kubernetes backend are still to come.
 //!
 //! # Example
 //!

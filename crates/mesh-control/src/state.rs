@@ -9,6 +9,9 @@
 //!   control.identity           the identity its TLS certificate proves
 //!   registrations.json         proxies' registered endpoints, restored on restart
 //!   tokens/                    one-use bootstrap tokens (0700; files 0600, digests only)
+//!   api.addr                   where the JSON API (stat, edges, routes, tap) listens
+//!   workloads/NS.NAME.json     what `mesh run` records of each running workload (admin and tap
+//!                              addresses of its proxy), for the metrics scraper and tap
 //! ```
 //!
 //! The CA files are written on first start and reused on every restart, so certificates issued

@@ -8,8 +8,11 @@
 //! - [`inbound`]: peers' requests to the app — detection, mTLS termination, authorization by
 //!   policy, pooled connections to the app.
 //! - [`admin`](crate::Proxy::admin_addr): `/metrics`, `/ready`, `/live`, `/shutdown`.
-//! - Sources are traits: [`discovery::Discover`] (static file here, the control plane later) and
-//!   [`identity::IdentitySource`] (static PEM files or a local CA).
+//! - Sources are traits: [`discovery::Discover`] (a static file, or the control plane's
+//!   `Destination` API in [`control`]) and [`identity::IdentitySource`] (static PEM files, a local
+//!   CA, or the control plane's `Identity.Certify`). The control-plane clients come from
+//!   `mesh_control::client` (the dependency points one way: the control plane never uses the
+//!   proxy).
 //!
 //! The binary is thin: it parses [`Args`], then calls [`run`].
 //!
