@@ -8,7 +8,7 @@
 //!   each stream replaces what was known (Linkerd's rule: stale state is used only until the first
 //!   message after a reconnect).
 //! - Certificates come from `Identity.Certify` ([`mesh_control::client::RemoteCertify`]) and the
-//!   inbound endpoint is registered with a lease ([`register`]).
+//!   inbound endpoint is registered with a lease (`--register`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
