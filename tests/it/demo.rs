@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::wait::{try_until, until};
+
 const MESH: &str = env!("CARGO_BIN_EXE_mesh");
 
 struct Demo(Child);
@@ -15,22 +17,6 @@ impl Drop for Demo {
             .args(["-INT", &self.0.id().to_string()])
             .status();
         let _ = self.0.wait();
-    }
-}
-
-// Blocking test code outside any runtime: the wall clock is the right clock here.
-#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
-fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -76,7 +62,7 @@ fn the_demo_shows_where_emojivoto_fails() {
     );
 
     // All four workloads meshed, web and vote-bot failing some requests, emoji never.
-    let rows = poll(Duration::from_secs(90), "stat rows with traffic", || {
+    let rows = until(Duration::from_secs(90), "stat rows with traffic", || {
         let rows = json(
             state,
             &[
@@ -112,7 +98,7 @@ fn the_demo_shows_where_emojivoto_fails() {
     assert_eq!(success("emoji"), 1.0, "{rows:?}");
 
     // Every edge secured by mTLS, with the right identities.
-    let edges = poll(Duration::from_secs(30), "edges", || {
+    let edges = until(Duration::from_secs(30), "edges", || {
         let e = json(state, &["edges", "deploy", "-n", "emojivoto", "-o", "json"])?;
         let e = e.as_array()?.clone();
         let has = |s: &str, d: &str| e.iter().any(|r| r["src"] == s && r["dst"] == d);
@@ -153,7 +139,7 @@ fn the_demo_shows_where_emojivoto_fails() {
 
     // mesh tap shows the failing votes: /api/vote answered 500 (the doughnut), and web's call to
     // voting failing with a gRPC error.
-    let tap = poll(Duration::from_secs(60), "failed votes in tap", || {
+    let tap = until(Duration::from_secs(60), "failed votes in tap", || {
         let out = mesh(
             state,
             &[
@@ -210,7 +196,7 @@ fn the_demo_shows_where_emojivoto_fails() {
         "the demo's workloads are not running?"
     );
     drop(demo);
-    poll(
+    until(
         Duration::from_secs(45),
         "every demo process to stop",
         || (!groups.iter().any(|g| running_group(g))).then_some(()),
@@ -243,7 +229,7 @@ fn prometheus_and_the_embedded_store_agree() {
             .spawn()
             .expect("mesh demo"),
     );
-    poll(Duration::from_secs(60), "four workloads", || {
+    until(Duration::from_secs(60), "four workloads", || {
         let n = std::fs::read_dir(state.join("workloads")).ok()?.count();
         (n == 4).then_some(())
     });
@@ -307,18 +293,13 @@ fn prometheus_and_the_embedded_store_agree() {
         })
     };
     let mut last = (Vec::new(), Vec::new());
-    let agreed = (0..240).any(|_| {
-        if let (Some(e), Some(p)) = (stat(&[]), stat(&["--prometheus", &url])) {
-            let ok = agree(&e, &p);
-            last = (e, p);
-            if ok {
-                return true;
-            }
-        }
-        #[allow(clippy::disallowed_methods)]
-        std::thread::sleep(Duration::from_millis(500));
-        false
-    });
+    let agreed = try_until(Duration::from_secs(120), Duration::from_millis(500), || {
+        let (e, p) = (stat(&[])?, stat(&["--prometheus", &url])?);
+        let ok = agree(&e, &p);
+        last = (e, p);
+        ok.then_some(())
+    })
+    .is_some();
     assert!(
         agreed,
         "the sources never agreed within tolerance:\nembedded: {:?}\nprometheus: {:?}",

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::wait::until;
+
 const MESH: &str = env!("CARGO_BIN_EXE_mesh");
 
 struct Killed(Child);
@@ -13,20 +15,6 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Polls `f` until true, at most `limit`.
-// Blocking test code outside any runtime: the wall clock is the right clock here.
-#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
-fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -39,8 +27,8 @@ fn control(state: &Path) -> Killed {
         .spawn()
         .expect("mesh control");
     let cp = Killed(child);
-    wait_until(Duration::from_secs(30), "the control plane", || {
-        state.join("control.addr").exists()
+    until(Duration::from_secs(30), "the control plane", || {
+        state.join("control.addr").exists().then_some(())
     });
     cp
 }
@@ -163,14 +151,16 @@ fn an_app_that_ignores_sigterm_is_killed_after_the_grace_period() {
             .spawn()
             .expect("mesh run"),
     );
-    wait_until(Duration::from_secs(30), "the app", || alive(marker));
+    until(Duration::from_secs(30), "the app", || {
+        alive(marker).then_some(())
+    });
     let pid = run.0.id().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
-    wait_until(Duration::from_secs(15), "mesh run to exit", || {
-        run.0.try_wait().ok().flatten().is_some()
+    until(Duration::from_secs(15), "mesh run to exit", || {
+        run.0.try_wait().ok().flatten().map(|_| ())
     });
     assert!(!alive(marker), "the app outlived mesh run");
     let mut err = String::new();

@@ -10,3 +10,4 @@ mod http;
 mod local;
 mod mtls_echo;
 mod prometheus;
+mod wait;

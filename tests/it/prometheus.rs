@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::example::Running;
 use crate::http::get;
+use crate::wait::until;
 
 /// Debian's prometheus binary: `$MESH_PROMETHEUS`, or `prometheus` on the PATH.
 pub fn prometheus_binary() -> Option<PathBuf> {
@@ -33,23 +34,6 @@ impl Drop for KillOnDrop {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
-}
-
-/// Polls `f` until it returns Some, at most `limit`.
-// Blocking test code outside any runtime: the wall clock is the right clock here.
-#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
-fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn query(prom: SocketAddr, promql: &str) -> Option<f64> {
@@ -116,7 +100,7 @@ fn a_real_prometheus_scrapes_golden_metrics() {
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display())),
     );
 
-    poll(
+    until(
         Duration::from_secs(60),
         "the scrape target to be up",
         || {
@@ -124,7 +108,7 @@ fn a_real_prometheus_scrapes_golden_metrics() {
             (status == 200 && body.contains(r#""health":"up""#)).then_some(())
         },
     );
-    let hello = poll(
+    let hello = until(
         Duration::from_secs(30),
         "request_total in Prometheus",
         || {
@@ -136,7 +120,7 @@ fn a_real_prometheus_scrapes_golden_metrics() {
         },
     );
     assert_eq!(hello, 5.0);
-    let ok = poll(
+    let ok = until(
         Duration::from_secs(30),
         "response_total in Prometheus",
         || {
@@ -148,7 +132,7 @@ fn a_real_prometheus_scrapes_golden_metrics() {
         },
     );
     assert_eq!(ok, 5.0);
-    let latency_count = poll(Duration::from_secs(30), "the latency histogram", || {
+    let latency_count = until(Duration::from_secs(30), "the latency histogram", || {
         query(
             prom,
             r#"sum(response_latency_ms_count{job="embed",route="/hello"})"#,

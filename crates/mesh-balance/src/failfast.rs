@@ -37,6 +37,8 @@ enum State {
 }
 
 pin_project! {
+    /// The inner response future with its error widened, or an error decided before calling
+    /// (shared by the failfast and renew layers).
     #[project = ResponseFutureProj]
     pub(crate) enum ResponseFuture<F> {
         Inner { #[pin] inner: F },

@@ -10,8 +10,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+pub(crate) use crate::failfast::ResponseFuture;
 use mesh_core::BoxError;
-use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -31,15 +31,6 @@ struct Cold<N> {
     backoff: Backoff,
     attempt: u32,
     sleep: Option<Pin<Box<Sleep>>>,
-}
-
-pin_project! {
-    /// The inner response future, its error widened.
-    #[project = ResponseFutureProj]
-    pub(crate) enum ResponseFuture<F> {
-        Inner { #[pin] inner: F },
-        Failed { error: Option<BoxError> },
-    }
 }
 
 // === impl Renew ===
@@ -127,30 +118,5 @@ impl<N: NewService<Endpoint>> fmt::Debug for Renew<N> {
             .field("endpoint", &self.cold.endpoint)
             .field("attempt", &self.cold.attempt)
             .finish_non_exhaustive()
-    }
-}
-
-// === impl ResponseFuture ===
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Inner { inner } => inner.poll(cx).map_err(Into::into),
-            ResponseFutureProj::Failed { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or_else(|| "polled after completion".into()))),
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
