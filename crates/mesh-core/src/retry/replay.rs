@@ -25,6 +25,7 @@ pin_project! {
         Buffered {
             chunks: VecDeque<Bytes>,
             trailers: Option<HeaderMap>,
+            replayable: bool,
         },
         Prefixed {
             prefix: VecDeque<Bytes>,
@@ -44,6 +45,18 @@ impl<B> ReplayBody<B> {
             inner: Inner::Buffered {
                 chunks: chunks.into(),
                 trailers,
+                replayable: true,
+            },
+        }
+    }
+
+    /// An empty body for a request that had already ended and must not be sent twice.
+    pub(crate) fn ended() -> Self {
+        Self {
+            inner: Inner::Buffered {
+                chunks: VecDeque::new(),
+                trailers: None,
+                replayable: false,
             },
         }
     }
@@ -65,16 +78,27 @@ impl<B> ReplayBody<B> {
 
     /// Whether another attempt can send this body again.
     pub fn is_replayable(&self) -> bool {
-        matches!(self.inner, Inner::Buffered { .. })
+        matches!(
+            self.inner,
+            Inner::Buffered {
+                replayable: true,
+                ..
+            }
+        )
     }
 
     /// A copy for another attempt, if this body can be replayed.
     pub(crate) fn try_clone(&self) -> Option<Self> {
         match &self.inner {
-            Inner::Buffered { chunks, trailers } => Some(Self {
+            Inner::Buffered {
+                chunks,
+                trailers,
+                replayable: true,
+            } => Some(Self {
                 inner: Inner::Buffered {
                     chunks: chunks.clone(),
                     trailers: trailers.clone(),
+                    replayable: true,
                 },
             }),
             _ => None,
@@ -94,7 +118,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().inner.project() {
-            InnerProj::Buffered { chunks, trailers } => Poll::Ready(match chunks.pop_front() {
+            InnerProj::Buffered {
+                chunks, trailers, ..
+            } => Poll::Ready(match chunks.pop_front() {
                 Some(c) => Some(Ok(Frame::data(c))),
                 None => trailers.take().map(|t| Ok(Frame::trailers(t))),
             }),
@@ -108,7 +134,9 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Buffered { chunks, trailers } => chunks.is_empty() && trailers.is_none(),
+            Inner::Buffered {
+                chunks, trailers, ..
+            } => chunks.is_empty() && trailers.is_none(),
             Inner::Prefixed { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
             Inner::Passthrough { body } => body.is_end_stream(),
         }

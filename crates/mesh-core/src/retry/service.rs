@@ -91,12 +91,20 @@ where
         // Every original request earns the budget some retries.
         self.budget.deposit();
         let marked = req.extensions().get::<super::RetryableRoute>().is_some();
-        if !is_retryable(&req) || (self.only_marked && !marked) {
-            return Either::Left(self.inner.call(req.map(ReplayBody::passthrough)));
-        }
+        let retryable = is_retryable(&req) && (marked || !self.only_marked);
+        // A request that has already ended (a GET, say) is sent with an ended body of our own
+        // whether or not it may be retried: nothing to buffer, and the peer sees END_STREAM on
+        // the headers instead of waiting on a body that never sends a frame.
         if req.body().is_end_stream() {
-            let empty = ReplayBody::buffered(Vec::new(), None);
+            let empty = if retryable {
+                ReplayBody::buffered(Vec::new(), None)
+            } else {
+                ReplayBody::ended()
+            };
             return Either::Left(self.inner.call(req.map(|_| empty)));
+        }
+        if !retryable {
+            return Either::Left(self.inner.call(req.map(ReplayBody::passthrough)));
         }
         // A body to buffer first: read it (up to the limit) before the first attempt.
         let svc = self.inner.clone();

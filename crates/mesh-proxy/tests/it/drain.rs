@@ -39,7 +39,16 @@ async fn shutdown_finishes_200_in_flight_requests() {
             inbound: _inbound,
             outbound,
             ..
-        } = Chain::start(app.addr, &[], &[]).await;
+        // 200 connections opened at once overflow the app's accept backlog (somaxconn), so a few
+        // SYNs are retransmitted after the kernel's 1 s RTO: with the default 1 s connect timeout
+        // those requests would fail with a 502 and never reach the app. This test is about
+        // drain, not connect timeouts, so the proxies get room to connect.
+        } = Chain::start(
+            app.addr,
+            &["--connect-timeout", "10s"],
+            &["--connect-timeout", "10s"],
+        )
+        .await;
         let out = outbound.outbound_addr().expect("outbound");
         let admin = outbound.admin_addr();
 
