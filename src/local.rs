@@ -354,16 +354,48 @@ pub(crate) struct DemoArgs {
     pub(crate) vote_interval: String,
 }
 
-/// The demo's catalog: the three emojivoto services and their ports.
+/// The demo's catalog: the three emojivoto services, their ports, and a profile per service
+/// whose routes (named as Linkerd names generated routes, `METHOD /path`) label the metrics that
+/// `mesh routes` shows.
 fn demo_catalog(ports: &DemoPorts) -> String {
+    let grpc_routes = |service: &str, methods: &[&str]| -> String {
+        methods
+            .iter()
+            .map(|m| {
+                format!(
+                    "        - name: 'POST /emojivoto.v1.{service}/{m}'\n          \
+                     condition: {{method: POST, pathRegex: '/emojivoto\\.v1\\.{service}/{m}'}}\n"
+                )
+            })
+            .collect()
+    };
     format!(
         "services:\n\
          \x20 - name: emoji\n    namespace: emojivoto\n    ports:\n      - port: {e}\n        protocol: grpc\n\
+         \x20   profile:\n      routes:\n{emoji_routes}\
          \x20 - name: voting\n    namespace: emojivoto\n    ports:\n      - port: {v}\n        protocol: grpc\n\
-         \x20 - name: web\n    namespace: emojivoto\n    ports:\n      - port: {w}\n        protocol: http1\n",
+         \x20   profile:\n      routes:\n{voting_routes}\
+         \x20 - name: web\n    namespace: emojivoto\n    ports:\n      - port: {w}\n        protocol: http1\n\
+         \x20   profile:\n      routes:\n{web_routes}",
         e = ports.emoji,
         v = ports.voting,
-        w = ports.web
+        w = ports.web,
+        emoji_routes = grpc_routes("EmojiService", &["ListAll", "FindByShortcode"]),
+        voting_routes = grpc_routes("VotingService", &["Vote", "Results"]),
+        web_routes = [
+            ("GET /", "/"),
+            ("GET /api/list", "/api/list"),
+            ("GET /api/vote", "/api/vote"),
+            ("GET /api/leaderboard", "/api/leaderboard"),
+            ("GET /emoji/{shortcode}", "/emoji/[^/]+"),
+        ]
+        .iter()
+        .map(|(name, path)| {
+            format!(
+                "        - name: '{name}'\n          condition: {{method: GET, pathRegex: '{path}'}}\n"
+            )
+        })
+        .collect::<String>(),
     )
 }
 
@@ -522,5 +554,38 @@ async fn wait_registered(state: &Path, ns: &str, name: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !path.exists() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_control::catalog::{ServiceRef, file};
+    use mesh_tls::IdentityDomain;
+
+    #[test]
+    fn demo_catalog_has_a_profile_per_service() {
+        let ports = super::DemoPorts {
+            emoji: 1001,
+            voting: 1002,
+            web: 1003,
+        };
+        let text = super::demo_catalog(&ports);
+        let snapshot = file::parse(&text, None, &IdentityDomain::default())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let names = |svc: &str| -> Vec<String> {
+            let s = snapshot
+                .service(&ServiceRef::new(svc, "emojivoto"))
+                .unwrap_or_else(|| panic!("no {svc}"));
+            s.profile.routes.iter().map(|r| r.name.clone()).collect()
+        };
+        assert_eq!(
+            names("voting"),
+            [
+                "POST /emojivoto.v1.VotingService/Vote",
+                "POST /emojivoto.v1.VotingService/Results"
+            ]
+        );
+        assert_eq!(names("emoji").len(), 2);
+        assert!(names("web").contains(&"GET /api/vote".to_string()));
     }
 }

@@ -114,6 +114,57 @@ fn the_demo_shows_where_emojivoto_fails() {
         );
     }
 
+    // Per-route numbers, labelled by the routes of each service's profile: web's own routes
+    // (its inbound side), and web's calls to voting (its outbound side, effective and actual).
+    let routes = until(Duration::from_secs(60), "web's routes with traffic", || {
+        let r = json(
+            state,
+            &["routes", "deploy/web", "-n", "emojivoto", "-o", "json"],
+        )?;
+        let r = r.as_array()?.clone();
+        let has = |name: &str| {
+            r.iter()
+                .any(|row| row["route"] == name && row["success"].is_f64())
+        };
+        (has("GET /api/vote") && has("GET /api/list")).then_some(r)
+    });
+    let route_success = |rows: &[serde_json::Value], name: &str| {
+        rows.iter()
+            .find(|row| row["route"] == name)
+            .and_then(|row| row["success"].as_f64())
+            .unwrap_or_else(|| panic!("no route {name} in {rows:?}"))
+    };
+    assert!(route_success(&routes, "GET /api/vote") < 1.0, "{routes:?}");
+    assert_eq!(route_success(&routes, "GET /api/list"), 1.0, "{routes:?}");
+    let to_voting = until(Duration::from_secs(30), "web's routes to voting", || {
+        let r = json(
+            state,
+            &[
+                "routes",
+                "deploy/web",
+                "-n",
+                "emojivoto",
+                "--to",
+                "deploy/voting",
+                "-o",
+                "json",
+            ],
+        )?;
+        let r = r.as_array()?.clone();
+        r.iter()
+            .any(|row| {
+                row["route"] == "POST /emojivoto.v1.VotingService/Vote"
+                    && row["effective_success"].is_f64()
+            })
+            .then_some(r)
+    });
+    let vote = to_voting
+        .iter()
+        .find(|row| row["route"] == "POST /emojivoto.v1.VotingService/Vote")
+        .expect("the vote route");
+    let effective = vote["effective_success"].as_f64().unwrap_or(1.0);
+    assert!(effective < 1.0, "{to_voting:?}");
+
     // The text forms Linkerd users know.
     let out = mesh(state, &["stat", "deploy", "-n", "emojivoto"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -308,7 +308,7 @@ fn route(r: &api::Route) -> Option<Route> {
             .unwrap_or_default()
     });
     Some(Route {
-        name,
+        name: mesh_core::metrics::RouteLabel::new(name),
         method,
         path,
         timeout: r.timeout.and_then(|t| Duration::try_from(t).ok()),

@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use mesh_core::metrics::RouteLabel;
 use mesh_tls::ServiceIdentity;
 
 /// What a destination (an authority the app calls) resolves to.
@@ -91,7 +92,7 @@ pub enum Protocol {
 #[derive(Clone, Debug)]
 pub struct Route {
     /// Its name (the `route` metrics label).
-    pub name: String,
+    pub name: RouteLabel,
     /// Method to match, if any.
     pub method: Option<http::Method>,
     /// Path pattern, anchored at both ends.
@@ -368,7 +369,7 @@ impl DestinationConfig {
                 .transpose()
                 .map_err(|e| format!("{}: {e}", at(&format!("routes[{}].timeout", r.name))))?;
             routes.push(Route {
-                name: r.name.clone(),
+                name: RouteLabel::new(r.name.as_str()),
                 method,
                 path,
                 timeout,

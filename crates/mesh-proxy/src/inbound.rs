@@ -33,9 +33,11 @@ use mesh_tls::server::{ClientAuth, ServerTlsStream};
 use mesh_tls::{ServiceIdentity, TlsServerLayer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
+use crate::discovery::Destination;
 use crate::endpoint::{ALPN_H2, ALPN_HTTP1, ALPN_OPAQUE, RequestError};
 use crate::outbound::RspBody;
 use crate::runtime::Runtime;
@@ -111,6 +113,8 @@ pub struct Inbound {
     rt: Runtime,
     app: SocketAddr,
     policy: DefaultPolicy,
+    /// The profile of this workload's own service: its routes label the requests' metrics.
+    profile: Option<watch::Receiver<Arc<Destination>>>,
     h1: Client<AppConnector, Incoming>,
     h2: Client<AppConnector, Incoming>,
 }
@@ -154,8 +158,15 @@ impl tower_service::Service<http::Uri> for AppConnector {
 }
 
 impl Inbound {
-    /// The inbound side, forwarding to the app at `app` under `policy`.
-    pub fn new(rt: Runtime, app: SocketAddr, policy: DefaultPolicy) -> Arc<Self> {
+    /// The inbound side, forwarding to the app at `app` under `policy`; `profile` is that of
+    /// the workload's own service, whose routes label the requests' metrics (as Linkerd's
+    /// inbound side does with the server's service profile).
+    pub fn new(
+        rt: Runtime,
+        app: SocketAddr,
+        policy: DefaultPolicy,
+        profile: Option<watch::Receiver<Arc<Destination>>>,
+    ) -> Arc<Self> {
         let connector = AppConnector(app, rt.config.connect_timeout);
         let h1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(90))
@@ -167,6 +178,7 @@ impl Inbound {
             rt,
             app,
             policy,
+            profile,
             h1,
             h2,
         })
@@ -277,6 +289,7 @@ impl Inbound {
             .with_destination_addr(self.app)
             .with_destination_identity(self.rt.creds.identity().as_str().to_string())
             .with_tls(tls);
+        let profile = self.profile.clone();
         let this = self.clone();
         let client_id = client.as_ref().map(|c| c.as_str().to_string());
         let forward = tower::service_fn(move |req: http::Request<Incoming>| {
@@ -290,6 +303,17 @@ impl Inbound {
                     ServiceBuilder::new()
                         .map_request(move |mut req: http::Request<Incoming>| {
                             req.extensions_mut().insert(tap_peer.clone());
+                            if let Some(profile) = &profile {
+                                let route = profile
+                                    .borrow()
+                                    .routes
+                                    .iter()
+                                    .find(|r| r.matches(&req))
+                                    .map(|r| r.name.clone());
+                                if let Some(route) = route {
+                                    req.extensions_mut().insert(route);
+                                }
+                            }
                             req
                         })
                         .layer(RescueLayer::new())

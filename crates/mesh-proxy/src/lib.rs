@@ -185,9 +185,8 @@ impl Proxy {
             tokio::spawn(tap_server::serve(l, rt.clone(), id));
         }
 
-        let inbound = config
-            .inbound
-            .map(|(_, app)| inbound::Inbound::new(rt.clone(), app, config.inbound_policy));
+        let (inbound_app, inbound_policy) =
+            (config.inbound.map(|(_, app)| app), config.inbound_policy);
         let outbound = outbound::Outbound::new(rt.clone(), discovery.clone());
         let register = config.register.clone();
         tokio::spawn(async move {
@@ -201,6 +200,13 @@ impl Proxy {
                 }
             }
             tracing::info!(identity = %rt.creds.identity(), "certified; serving");
+            // The inbound side labels requests by the routes of its own service's profile. It is
+            // asked for only now: the control plane's connection must carry our certificate.
+            let profile = register.as_ref().and_then(|(service, namespace, port)| {
+                discovery.resolve(&format!("{service}.{namespace}.svc.cluster.local:{port}"))
+            });
+            let inbound = inbound_app
+                .map(|app| inbound::Inbound::new(rt.clone(), app, inbound_policy, profile));
             if let (Some(i), Some(l)) = (inbound, inbound_l) {
                 let bound = l.local_addr().ok();
                 tokio::spawn(i.serve(l));

@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::discovery::{Destination, Discover, Protocol, normalize_authority};
+use crate::discovery::{Destination, Discover, Protocol, Route, normalize_authority};
 use crate::endpoint::{ALPN_OPAQUE, Connector, EndpointClient};
 use crate::runtime::Runtime;
 use crate::{headers, serve};
@@ -339,7 +339,7 @@ impl Outbound {
             Some((ratio, min, ttl)) => RetryBudget::new(ratio, min, ttl)?,
             None => RetryBudget::default(),
         };
-        let routes = Arc::new(dest.routes.clone());
+        let routes: Arc<[Route]> = dest.routes.clone().into();
         let default_timeout = dest.timeout;
         let tap_meta = TapMeta::outbound()
             .with_source_identity(rt.creds.identity().as_str().to_string())
@@ -421,18 +421,19 @@ impl Outbound {
     }
 }
 
-fn route(
-    req: &mut http::Request<Incoming>,
-    routes: &[crate::discovery::Route],
-    default: Option<Duration>,
-) {
+/// Matches `req` against the profile's routes (first match wins) and marks it with what the
+/// route says: its name for the metrics, its timeout, whether it may be retried.
+fn route(req: &mut http::Request<Incoming>, routes: &[Route], default: Option<Duration>) {
     let matched = routes.iter().find(|r| r.matches(req));
     let timeout = matched.and_then(|r| r.timeout).or(default);
     if let Some(t) = timeout {
         req.extensions_mut().insert(RouteTimeout(t));
     }
-    if matched.is_some_and(|r| r.retryable) {
-        req.extensions_mut().insert(RetryableRoute);
+    if let Some(r) = matched {
+        if r.retryable {
+            req.extensions_mut().insert(RetryableRoute);
+        }
+        req.extensions_mut().insert(r.name.clone());
     }
 }
 

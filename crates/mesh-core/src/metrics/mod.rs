@@ -13,6 +13,11 @@
 //! counted at the end of its stream, so a gRPC status in the trailers classifies it; latency is
 //! measured to the response head.
 //!
+//! A request carrying a [`RouteLabel`] extension (set by a stack that matched it against a
+//! service profile's routes) is recorded under the target's labels plus `route="NAME"`, so one
+//! layer serves every route of a target; requests without one carry no `route` label (Linkerd's
+//! `[DEFAULT]` route).
+//!
 //! # Example: golden metrics for a service
 //!
 //! ```
@@ -42,11 +47,13 @@ mod cache;
 mod histogram;
 mod labels;
 mod requests;
+mod route;
 mod tcp;
 
 pub use self::histogram::{LATENCY_BUCKETS_MS, LatencyHistogram};
 pub use self::labels::Labels;
 pub use self::requests::{HttpMetrics, HttpMetricsLayer, RecordHttp, ResponseEnd, ResponseFuture};
+pub use self::route::RouteLabel;
 pub use self::tcp::{SensorIo, TcpMetrics, TcpSensor};
 
 use prometheus_client::registry::Registry;

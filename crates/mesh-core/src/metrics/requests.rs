@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::cache::HandleCache;
 use super::labels::{LatencyLabels, OutcomeKey, ResponseLabels};
-use super::{Labels, LatencyHistogram};
+use super::{Labels, LatencyHistogram, RouteLabel};
 use crate::BoxError;
 use crate::body::{End, ObservedBody, Observer};
 use crate::classify::{Classifier, Decision, ErrorReason, Outcome, error_reason};
@@ -75,18 +75,8 @@ impl HttpMetrics {
 
     /// A layer with a specific classifier (a service profile's response classes).
     pub fn layer_with(&self, labels: Labels, classifier: Classifier) -> HttpMetricsLayer {
-        let requests = self.families.requests.get_or_create(&labels).clone();
-        let timeouts = self.families.timeouts.get_or_create(&labels).clone();
         HttpMetricsLayer {
-            handles: Arc::new(Handles {
-                families: self.families.clone(),
-                labels,
-                requests,
-                timeouts,
-                responses: HandleCache::new(),
-                latency: HandleCache::new(),
-                classifier,
-            }),
+            handles: Arc::new(Handles::new(self.families.clone(), labels, classifier)),
         }
     }
 }
@@ -100,10 +90,38 @@ struct Handles {
     timeouts: Counter,
     responses: HandleCache<OutcomeKey, Counter>,
     latency: HandleCache<Option<u16>, LatencyHistogram>,
+    /// The handles of each route seen (a [`RouteLabel`] on the request), resolved on first use.
+    routes: HandleCache<RouteLabel, Arc<Handles>>,
     classifier: Classifier,
 }
 
 impl Handles {
+    fn new(families: Arc<Families>, labels: Labels, classifier: Classifier) -> Self {
+        let requests = families.requests.get_or_create(&labels).clone();
+        let timeouts = families.timeouts.get_or_create(&labels).clone();
+        Self {
+            families,
+            labels,
+            requests,
+            timeouts,
+            responses: HandleCache::new(),
+            latency: HandleCache::new(),
+            routes: HandleCache::new(),
+            classifier,
+        }
+    }
+
+    /// The handles of `route`: this target's labels plus `route`.
+    fn route(&self, route: &RouteLabel) -> Arc<Handles> {
+        self.routes.get_or_insert_with(route, || {
+            Arc::new(Handles::new(
+                self.families.clone(),
+                self.labels.clone().with("route", route.as_str()),
+                self.classifier.clone(),
+            ))
+        })
+    }
+
     fn record(&self, outcome: &Outcome) {
         let key = OutcomeKey::from(outcome);
         self.responses
@@ -174,10 +192,14 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.handles.requests.inc();
+        let handles = match req.extensions().get::<RouteLabel>() {
+            Some(route) => self.handles.route(route),
+            None => self.handles.clone(),
+        };
+        handles.requests.inc();
         ResponseFuture {
             inner: self.inner.call(req),
-            handles: Some(self.handles.clone()),
+            handles: Some(handles),
             start: Instant::now(),
         }
     }

@@ -106,6 +106,9 @@ where
         if let Some(r) = req.extensions().get::<super::RetryableRoute>() {
             clone.extensions_mut().insert(*r);
         }
+        if let Some(r) = req.extensions().get::<crate::metrics::RouteLabel>() {
+            clone.extensions_mut().insert(r.clone());
+        }
         Some(clone)
     }
 }
