@@ -148,20 +148,21 @@ fn check_certificates(r: &mut Report, state: &Path) {
     match mesh_tls::CertificateAuthority::builder().load(state) {
         Ok(ca) => {
             r.ok("trust anchors and issuer are valid and chain together");
-            let left = ca
-                .issuer_not_after()
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
-            let days = left.as_secs() / 86_400;
-            if days >= 60 {
-                r.ok(&format!(
+            // The same rule as the dashboard's health panel.
+            use mesh_control::dashboard::health::{Status, certificate_status};
+            let (status, days) = certificate_status(ca.issuer_not_after(), SystemTime::now());
+            match status {
+                Status::Ok => r.ok(&format!(
                     "issuer certificate is valid for at least 60 days ({days} left)"
-                ));
-            } else {
-                r.warn(
+                )),
+                Status::Warn => r.warn(
                     &format!("issuer certificate expires in {days} days"),
                     "rotate the issuer: give `mesh control` a new one with --issuer-cert/--issuer-key",
-                );
+                ),
+                _ => r.fail(
+                    &format!("issuer certificate expired {} days ago", -days),
+                    "rotate the issuer: give `mesh control` a new one with --issuer-cert/--issuer-key",
+                ),
             }
         }
         Err(e) => r.fail(

@@ -518,6 +518,10 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         children.len()
     );
     println!("Voting for :doughnut: always fails, and one emoji's page is a 404. Find them:");
+    println!(
+        "  http://{}/   # the dashboard: health, topology, golden metrics, live tap (`mesh dashboard`)",
+        cp.api_addr()
+    );
     println!("  mesh stat deploy -n emojivoto        # success rate, RPS, latency per workload");
     println!("  mesh edges -n emojivoto              # who calls whom, secured by mTLS");
     println!("  mesh tap deploy/web -n emojivoto --path /api/vote");

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use mesh_tls::{CertificateAuthority, IdentityDomain};
 
 mod check;
+mod dashboard;
 mod local;
 mod observe;
 mod top;
@@ -49,6 +50,8 @@ enum Command {
     Top(observe::TapArgs),
     /// Check that the mesh is healthy: control plane, certificates, every workload's proxy.
     Check(check::CheckArgs),
+    /// Open the web dashboard: health, golden metrics, topology and live tap in a browser.
+    Dashboard(dashboard::DashboardArgs),
     /// Run the sidecar proxy (the same as the `mesh-proxy` binary).
     Proxy(Box<mesh_proxy::Args>),
     /// Run one app of the emojivoto demo (what `mesh demo` starts behind each sidecar).
@@ -180,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tap(args) => current_thread()?.block_on(observe::tap(args)),
         Command::Top(args) => current_thread()?.block_on(observe::top(args)),
         Command::Demo(args) => multi_thread()?.block_on(local::demo(args)),
+        Command::Dashboard(args) => current_thread()?.block_on(dashboard::dashboard(args)),
         Command::Proxy(_) | Command::Run(_) | Command::Check(_) => unreachable_command(),
         Command::Emojivoto(app) => {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -2,6 +2,7 @@
 //! wrote.
 #![allow(unreachable_pub)]
 
+mod dashboard;
 mod demo;
 mod embed_layers;
 mod emojivoto;

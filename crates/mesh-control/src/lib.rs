@@ -18,10 +18,12 @@
 //!   workload's proxy, Linkerd's `stat`/`routes`/`edges` queries (or the same through a real
 //!   Prometheus) ([`metrics`]), and tap fanned out to the proxies over mutual TLS with the
 //!   control plane's own identity, merged into one stream ([`tap`]); both served as a JSON API on
-//!   127.0.0.1 (its address in `<state-dir>/api.addr`).
+//!   127.0.0.1 (its address in `<state-dir>/api.addr`);
+//! - the **web dashboard** ([`dashboard`]) on the same loopback port: health, topology, golden
+//!   metrics per namespace, workload and route, live top and tap, traffic splits.
 //!
-//! It does not own data-plane code: proxies (`mesh-proxy`) consume these APIs. The dashboard and
-//! the Kubernetes backend are still to come.
+//! It does not own data-plane code: proxies (`mesh-proxy`) consume these APIs. The Kubernetes
+//! backend is still to come.
 //!
 //! # Example
 //!
@@ -70,6 +72,7 @@
 pub mod api;
 pub mod catalog;
 pub mod client;
+pub mod dashboard;
 mod duration;
 pub mod metrics;
 pub mod name;

@@ -258,8 +258,8 @@ impl std::fmt::Debug for Config {
 ///    anchors and its identity reaches the handlers), then HTTP/2 with the gRPC router.
 ///
 /// 7. the metrics store starts scraping the proxies of the workloads `mesh run` records under
-///    `workloads/`, and the metrics API ([`metrics::api`]) listens on its own loopback port,
-///    written to `api.addr`.
+///    `workloads/`, and the metrics API ([`metrics::api`]), the tap API and the web dashboard
+///    ([`dashboard`](crate::dashboard)) listen on their own loopback port, written to `api.addr`.
 ///
 /// [`shutdown`](Self::shutdown) stops accepting, ends every watch stream with `UNAVAILABLE` (so
 /// proxies reconnect, and keep serving from what they last received meanwhile), drains
@@ -440,13 +440,20 @@ impl ControlPlane {
             .map_err(|e| StartError::SelfCertify(e.to_string()))?
             .catalog(catalog.snapshots())
             .close_on(shutdown.clone());
+        // The dashboard shares the API's listener: `http://<api.addr>/` is its overview.
+        let dashboard = crate::dashboard::Dashboard::new(metrics.clone())
+            .control_plane(addr, identity.clone(), ca.clone())
+            .catalog(catalog.snapshots())
+            .tapper(tapper.clone());
         let metrics_tasks = vec![
             metrics::Scraper::new(metrics.clone(), &dir)
                 .interval(config.scrape_interval)
                 .spawn(shutdown.clone()),
             tokio::spawn(metrics::api::serve(
                 api_listener,
-                metrics::api::router(metrics.clone()).merge(crate::tap::api::router(tapper)),
+                metrics::api::router(metrics.clone())
+                    .merge(crate::tap::api::router(tapper))
+                    .merge(dashboard.router()),
                 shutdown.clone(),
             )),
         ];

@@ -24,6 +24,7 @@ use super::rows::{
     Direction, EdgeBuilder, EdgeRow, EdgeSighting, Golden, Meshed, RouteRow, StatRow,
     WorkloadStatus, identity_workload, route_rows,
 };
+use super::series::{SeriesPoint, SeriesQuery, TimeSeries};
 use super::store::{Family, Series, StoreData, WindowView, WorkloadData};
 
 /// Which series of a workload a number is made of.
@@ -494,5 +495,77 @@ impl super::Store {
     pub fn workloads_at(&self, now: Instant) -> Vec<WorkloadStatus> {
         let stale = self.stale_after_duration();
         self.read(|d| workloads(d, now, stale))
+    }
+}
+
+// === Time series (the dashboard's latency chart) ===
+
+/// The points of a [`SeriesQuery`]: for each step, `stat`'s numbers over that step alone.
+pub(crate) fn series(
+    data: &StoreData,
+    q: &SeriesQuery,
+    now: Instant,
+) -> Result<TimeSeries, QueryError> {
+    let n = q.points()?;
+    let key = (q.namespace.as_str(), q.name.as_str());
+    let Some(w) = data.all().find(|w| w.workload.key() == key) else {
+        return Err(QueryError::NotFound(format!(
+            "no workload {} in namespace {} (see `mesh stat deploy -n {}`)",
+            q.name, q.namespace, q.namespace
+        )));
+    };
+    let direction = q.direction.unwrap_or_else(|| {
+        let mut inbound = Totals::default();
+        accumulate(w, now, q.window, Selector::inbound(), &mut inbound);
+        let mut outbound = Totals::default();
+        accumulate(w, now, q.window, Selector::outbound(), &mut outbound);
+        if inbound.golden().total_rps().is_none() && outbound.golden().total_rps().is_some() {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
+    });
+    let sel = match direction {
+        Direction::Inbound => Selector::inbound(),
+        Direction::Outbound => Selector::outbound(),
+    };
+    let mut points = Vec::with_capacity(n as usize);
+    for i in (0..n).rev() {
+        let ago = q.step * i as u32;
+        let mut p = SeriesPoint {
+            ago_secs: ago.as_secs_f64(),
+            success: None,
+            rps: None,
+            latency_ms_p50: None,
+            latency_ms_p95: None,
+            latency_ms_p99: None,
+        };
+        if let Some(end) = now.checked_sub(ago) {
+            let mut totals = Totals::default();
+            accumulate(w, end, q.step, sel, &mut totals);
+            let mut row = StatRow::new(ResourceKind::Deployment, "", "", Meshed::default());
+            if row.fill(&totals.golden(), direction) {
+                p.success = row.success;
+                p.rps = row.rps;
+                p.latency_ms_p50 = row.latency_ms_p50;
+                p.latency_ms_p95 = row.latency_ms_p95;
+                p.latency_ms_p99 = row.latency_ms_p99;
+            }
+        }
+        points.push(p);
+    }
+    Ok(TimeSeries {
+        namespace: q.namespace.clone(),
+        name: q.name.clone(),
+        direction,
+        step_secs: q.step.as_secs_f64(),
+        points,
+    })
+}
+
+impl super::Store {
+    /// A [`SeriesQuery`] at a given time.
+    pub fn series_at(&self, q: &SeriesQuery, now: Instant) -> Result<TimeSeries, QueryError> {
+        self.read(|d| series(d, q, now))
     }
 }

@@ -84,6 +84,7 @@ mod query;
 mod render;
 mod rows;
 mod scrape;
+mod series;
 mod source;
 mod store;
 mod workload;
@@ -100,6 +101,10 @@ pub use self::render::{
 };
 pub use self::rows::{Direction, EdgeRow, Meshed, RouteRow, StatRow, WorkloadStatus};
 pub use self::scrape::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, ScrapeReport, Scraper};
+pub use self::series::{
+    DEFAULT_SERIES_STEP, DEFAULT_SERIES_WINDOW, MAX_SERIES_POINTS, SeriesPoint, SeriesQuery,
+    TimeSeries,
+};
 pub use self::source::MetricsSource;
 pub use self::store::{Clock, DEFAULT_RETENTION, DEFAULT_STALE_AFTER, Store};
 pub use self::workload::{WORKLOADS_DIR, Workload};

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::query::{EdgesQuery, QueryError, RoutesQuery, StatQuery};
 use super::rows::{EdgeRow, RouteRow, StatRow, WorkloadStatus};
+use super::series::{SeriesQuery, TimeSeries};
 use super::store::Store;
 
 /// Answers `stat`, `edges` and `routes` queries.
@@ -25,6 +26,15 @@ pub trait MetricsSource: Send + Sync + 'static {
 
     /// The workloads known, and whether each is meshed.
     fn workloads(&self) -> BoxFuture<'_, Result<Vec<WorkloadStatus>, QueryError>>;
+
+    /// Golden metrics of one workload over time (the dashboard's latency chart). Default is
+    /// [`QueryError::Unavailable`]: only the embedded store keeps that history.
+    fn series<'a>(&'a self, q: &'a SeriesQuery) -> BoxFuture<'a, Result<TimeSeries, QueryError>> {
+        let _ = q;
+        Box::pin(std::future::ready(Err(QueryError::Unavailable(
+            "this source keeps no time series; ask the control plane's embedded store".into(),
+        ))))
+    }
 }
 
 impl MetricsSource for Store {
@@ -45,6 +55,10 @@ impl MetricsSource for Store {
 
     fn workloads(&self) -> BoxFuture<'_, Result<Vec<WorkloadStatus>, QueryError>> {
         Box::pin(std::future::ready(Ok(self.workloads_at(self.now()))))
+    }
+
+    fn series<'a>(&'a self, q: &'a SeriesQuery) -> BoxFuture<'a, Result<TimeSeries, QueryError>> {
+        Box::pin(std::future::ready(self.series_at(q, self.now())))
     }
 }
 
@@ -67,6 +81,10 @@ impl<T: MetricsSource + ?Sized> MetricsSource for Arc<T> {
     fn workloads(&self) -> BoxFuture<'_, Result<Vec<WorkloadStatus>, QueryError>> {
         (**self).workloads()
     }
+
+    fn series<'a>(&'a self, q: &'a SeriesQuery) -> BoxFuture<'a, Result<TimeSeries, QueryError>> {
+        (**self).series(q)
+    }
 }
 
 impl<T: MetricsSource + ?Sized> MetricsSource for Box<T> {
@@ -87,5 +105,9 @@ impl<T: MetricsSource + ?Sized> MetricsSource for Box<T> {
 
     fn workloads(&self) -> BoxFuture<'_, Result<Vec<WorkloadStatus>, QueryError>> {
         (**self).workloads()
+    }
+
+    fn series<'a>(&'a self, q: &'a SeriesQuery) -> BoxFuture<'a, Result<TimeSeries, QueryError>> {
+        (**self).series(q)
     }
 }
