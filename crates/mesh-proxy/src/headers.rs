@@ -18,6 +18,10 @@ pub const L5D_CLIENT_ID: HeaderName = HeaderName::from_static("l5d-client-id");
 
 /// Removes connection-scoped headers.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests carry none: one pass over the names instead of a hashed removal per name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -52,8 +56,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` is one of the always-hop-by-hop headers (those a `Connection` header lists
+/// are only present with a `Connection` header).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
 /// Removes the headers only the mesh may set.
 pub fn strip_mesh_headers(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| k.as_str().starts_with("l5d-")) {
+        return;
+    }
     headers.remove(L5D_ORIG_PROTO);
     headers.remove(L5D_CLIENT_ID);
 }
