@@ -9,6 +9,7 @@
 //!   the inbound proxy sets `l5d-client-id` to the verified client identity for the app.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Uri, Version};
 
 /// The original HTTP version of a request carried over HTTP/2 between proxies.
@@ -88,7 +89,7 @@ pub fn authority_of<B>(req: &Request<B>) -> Option<String> {
 
 /// Turns an app's request into the HTTP/2 request sent to a peer proxy: absolute URI,
 /// `l5d-orig-proto` for HTTP/1, no hop-by-hop or mesh headers.
-pub fn to_peer<B>(req: &mut Request<B>, authority: &str) -> Result<(), http::Error> {
+pub fn to_peer<B>(req: &mut Request<B>, authority: &Authority) -> Result<(), http::Error> {
     let orig = req.version();
     strip_hop_by_hop(req.headers_mut());
     strip_mesh_headers(req.headers_mut());
@@ -103,17 +104,14 @@ pub fn to_peer<B>(req: &mut Request<B>, authority: &str) -> Result<(), http::Err
         // HTTP/2 carries the authority in :authority.
         req.headers_mut().remove(header::HOST);
     }
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    *req.uri_mut() = Uri::builder()
-        .scheme("http")
-        .authority(authority)
-        .path_and_query(pq)
-        .build()?;
+    // The parsed parts are reused: no string is built or parsed again.
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts)?;
     *req.version_mut() = Version::HTTP_2;
     Ok(())
 }
@@ -172,7 +170,7 @@ mod tests {
             .header("l5d-client-id", "forged")
             .body(())
             .unwrap();
-        to_peer(&mut req, "web.emojivoto:8080").unwrap();
+        to_peer(&mut req, &Authority::from_static("web.emojivoto:8080")).unwrap();
         assert_eq!(req.version(), Version::HTTP_2);
         assert_eq!(req.uri(), "http://web.emojivoto:8080/api/list?x=1");
         assert_eq!(req.headers()[L5D_ORIG_PROTO], "HTTP/1.1");
@@ -239,7 +237,7 @@ mod tests {
             .version(Version::HTTP_2)
             .body(())
             .unwrap();
-        to_peer(&mut req, "emoji:8080").unwrap();
+        to_peer(&mut req, &Authority::from_static("emoji:8080")).unwrap();
         assert!(!req.headers().contains_key(L5D_ORIG_PROTO));
         to_app(&mut req, None);
         assert_eq!(req.version(), Version::HTTP_2);

@@ -373,34 +373,40 @@ impl Inbound {
                 req.headers_mut().insert(http::header::HOST, v);
             }
         }
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| self.app.to_string());
-        *req.uri_mut() = http::Uri::builder()
-            .scheme("http")
-            .authority(authority.as_str())
-            .path_and_query(pq.as_str())
-            .build()
-            .or_else(|_| {
-                http::Uri::builder()
-                    .scheme("http")
-                    .authority(self.app.to_string())
-                    .path_and_query(pq.as_str())
-                    .build()
-            })?;
+        // The client wants an absolute URI. One from the peer proxy already is (`http://`
+        // and the authority the app was called by); build one only for the others.
+        let absolute =
+            req.uri().scheme() == Some(&http::uri::Scheme::HTTP) && req.uri().authority().is_some();
+        if !absolute {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            let authority = req
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .or_else(|| {
+                    req.headers()
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| self.app.to_string());
+            *req.uri_mut() = http::Uri::builder()
+                .scheme("http")
+                .authority(authority.as_str())
+                .path_and_query(pq.as_str())
+                .build()
+                .or_else(|_| {
+                    http::Uri::builder()
+                        .scheme("http")
+                        .authority(self.app.to_string())
+                        .path_and_query(pq.as_str())
+                        .build()
+                })?;
+        }
         let rsp = if req.version() == http::Version::HTTP_2 {
             self.h2.request(req).await
         } else {

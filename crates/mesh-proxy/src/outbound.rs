@@ -348,7 +348,7 @@ impl Outbound {
         let svc = ServiceBuilder::new()
             .map_request(move |mut req: http::Request<Incoming>| {
                 route(&mut req, &routes, default_timeout);
-                if let Err(error) = headers::to_peer(&mut req, peer_authority.as_str()) {
+                if let Err(error) = headers::to_peer(&mut req, &peer_authority) {
                     tracing::debug!(%error, "cannot rewrite the request for the peer");
                 }
                 req
