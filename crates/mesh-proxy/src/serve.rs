@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -122,7 +124,25 @@ where
         .timer(TokioTimer::new())
         .max_header_list_size(rt.config.max_header_bytes as u32)
         .adaptive_window(true);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    // What the connection has served: a header read timeout after a finished request, with none
+    // in flight, is a keep-alive connection left idle (hyper times the wait for every request
+    // head), closed as any server closes idle connections, not a slow client.
+    let activity = Arc::new(Activity::default());
+    let counted = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req| {
+            activity.served.fetch_add(1, Ordering::Relaxed);
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight(activity.clone());
+            let rsp = hyper::service::Service::call(&svc, req);
+            async move {
+                let rsp = rsp.await;
+                drop(in_flight);
+                rsp
+            }
+        })
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), counted);
     tokio::pin!(conn);
     let result = tokio::select! {
         res = conn.as_mut() => res,
@@ -132,8 +152,35 @@ where
         }
     };
     if let Err(error) = result {
+        let reason = http_error_reason(&*error);
+        if reason == "header_read_timeout" && activity.is_idle() {
+            tracing::debug!(direction, "idle keep-alive connection closed");
+            return;
+        }
         tracing::debug!(%error, direction, "HTTP connection ended with an error");
-        rt.metrics.conn_error(direction, http_error_reason(&*error));
+        rt.metrics.conn_error(direction, reason);
+    }
+}
+
+/// Requests a connection has served, and those still waiting for their response head.
+#[derive(Debug, Default)]
+struct Activity {
+    served: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl Activity {
+    fn is_idle(&self) -> bool {
+        self.served.load(Ordering::Relaxed) > 0 && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// One request in flight on a connection, until its response head (or its drop).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

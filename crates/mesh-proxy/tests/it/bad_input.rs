@@ -286,6 +286,44 @@ async fn slowloris_clients_are_cut_off_after_the_header_read_timeout() {
         }
         errors_reach(out_admin, "outbound", "header_read_timeout", 13.0).await;
 
+        // A keep-alive client that is served and then goes quiet is not a slow client: its
+        // idle connection is closed (as servers close idle connections), without an error.
+        let mut tcp = TcpStream::connect(out).await.expect("connect");
+        let req = format!("GET / HTTP/1.1\r\nHost: {BACKEND}\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).ends_with("ok") {
+            let n = tcp.read(&mut buf).await.expect("the response");
+            assert!(
+                n > 0,
+                "closed before the response: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let idle = tokio::time::Instant::now();
+        let rest = tokio::time::timeout(bound, tcp.read(&mut buf)).await;
+        assert!(
+            matches!(rest, Ok(Ok(0))),
+            "the idle connection was kept: {rest:?}"
+        );
+        assert!(
+            idle.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            idle.elapsed()
+        );
+        settles(out_admin, "outbound", 0.0).await;
+        assert_eq!(
+            errors(out_admin, "outbound", "header_read_timeout").await,
+            13.0
+        );
+
         // The same on the inbound proxy's plaintext path (an unmeshed client).
         let t = slowloris(inb, head.as_bytes()).await;
         assert!(t < bound, "inbound: cut off after {t:?}");
