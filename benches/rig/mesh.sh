@@ -3,10 +3,11 @@
 # starts an outbound and an inbound mesh-proxy with the rig's ports and certificates.
 #   client --h1/h2c--> outbound (per-upstream listeners) --HTTP/2 over mutual TLS 1.3-->
 #          inbound (client certificate required) --HTTP/1.1--> backend
-# Run: cargo build --release -p mesh-proxy && ../shared/rig/run.sh --adapters benches/rig
+# Run: cargo build --profile dist -p mesh-proxy && ../shared/rig/run.sh --adapters benches/rig
+# (the dist profile is release with fat LTO and one codegen unit; MESH_PROXY_BIN overrides the binary)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bin=${MESH_PROXY_BIN:-$here/target/release/mesh-proxy}
+bin=${MESH_PROXY_BIN:-${CARGO_TARGET_DIR:-$here/target}/dist/mesh-proxy}
 case "${1:-start}" in
   check) [ -x "$bin" ] ;;
   version) "$bin" --version ;;
