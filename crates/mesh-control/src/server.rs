@@ -453,7 +453,8 @@ impl ControlPlane {
                 api_listener,
                 metrics::api::router(metrics.clone())
                     .merge(crate::tap::api::router(tapper))
-                    .merge(dashboard.router()),
+                    .merge(dashboard.router())
+                    .layer(axum::middleware::from_fn(crate::dashboard::guard)),
                 shutdown.clone(),
             )),
         ];

@@ -330,8 +330,10 @@ pub fn host_allowed(host: &str) -> bool {
     name.parse::<IpAddr>().is_ok() || lower == "localhost" || lower.ends_with(".localhost")
 }
 
-/// Refuses rebinding `Host`s and adds the security headers to every answer.
-async fn guard(req: Request, next: Next) -> Response {
+/// Refuses rebinding `Host`s and adds the security headers to every answer. The control plane
+/// puts it in front of its whole loopback API, so the JSON and tap endpoints are guarded as the
+/// pages are.
+pub async fn guard(req: Request, next: Next) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -342,8 +344,8 @@ async fn guard(req: Request, next: Next) -> Response {
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             format!(
-                "the mesh dashboard answers requests to localhost or an IP address only, not \
-                 {h:?}: open it as http://127.0.0.1:PORT/ (`mesh dashboard` prints the URL)\n"
+                "the mesh API and dashboard answer requests to localhost or an IP address only, \
+                 not {h:?}: open it as http://127.0.0.1:PORT/ (`mesh dashboard` prints the URL)\n"
             ),
         )
             .into_response(),

@@ -427,6 +427,21 @@ async fn the_control_plane_scrapes_and_serves_the_json_api() {
     assert_eq!(v[0]["meshed"], "1/1");
     assert_eq!(v[0]["success"], 0.75);
 
+    // A page on another site cannot read the API through a DNS name rebound to loopback: only
+    // an IP address or localhost is answered, as on the dashboard's own pages.
+    let req = http::Request::get(uri.as_str())
+        .header(http::header::HOST, "rebound.example:80")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let rsp = within("GET", http.request(req)).await.expect("response");
+    assert_eq!(rsp.status(), http::StatusCode::FORBIDDEN);
+    let req = http::Request::get(uri.as_str())
+        .header(http::header::HOST, "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let rsp = within("GET", http.request(req)).await.expect("response");
+    assert_eq!(rsp.status(), http::StatusCode::OK);
+
     within("shutdown", h.cp.shutdown()).await;
     assert!(api::read_addr(&state).is_err(), "api.addr is removed");
 }
