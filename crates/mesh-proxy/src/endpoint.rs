@@ -10,7 +10,9 @@
 //! own, mTLS with ALPN `http/1.1` ([`EndpointClient::upgrade`]).
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,12 +22,14 @@ use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_balance::Backoff;
 use mesh_core::BoxError;
 use mesh_core::retry::ReplayBody;
 use mesh_core::stack::Param;
 use mesh_tls::client::ServerIdentity;
 use mesh_tls::{Credentials, ServiceIdentity, TlsClientLayer};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 use tower_service::Service;
 
@@ -165,16 +169,38 @@ impl fmt::Debug for Connector {
 }
 
 /// Sends requests to one endpoint over a shared HTTP/2 connection. Cheap to clone.
-#[derive(Clone)]
+///
+/// After a failed connection attempt the endpoint is not ready (`poll_ready` pends) until a
+/// jittered exponential backoff (Linkerd's defaults: 100 ms doubling up to 500 ms) has passed,
+/// so a balancer sends requests to the endpoints that answer instead of failing every other
+/// request on one that does not; when none is ready, the balancer's failfast answers 503.
 pub struct EndpointClient {
     shared: Arc<Shared>,
+    /// Wakes `poll_ready` when the backoff ends (per clone: each is polled on its own).
+    backoff_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Clone for EndpointClient {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            backoff_timer: None,
+        }
+    }
 }
 
 struct Shared {
     addr: SocketAddr,
     identity: Option<ServiceIdentity>,
     connector: Connector,
-    conn: std::sync::Mutex<Conn>,
+    backoff: Backoff,
+    conn: std::sync::Mutex<ConnState>,
+}
+
+struct ConnState {
+    conn: Conn,
+    /// Connection attempts that failed in a row.
+    failures: u32,
 }
 
 /// The endpoint's connection, or the one attempt at making it that every request needing it
@@ -184,11 +210,20 @@ enum Conn {
     Idle,
     Connecting(Attempt),
     Ready(SendRequest<ReqBody>),
+    /// The last attempt failed: no new one before `retry_at`.
+    Backoff {
+        retry_at: Instant,
+        error: Arc<ConnectError>,
+    },
 }
 
 type Attempt = futures_util::future::Shared<
     BoxFuture<'static, Result<SendRequest<ReqBody>, Arc<ConnectError>>>,
 >;
+
+/// Linkerd's outbound connect backoff.
+const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 impl EndpointClient {
     /// A client for the endpoint at `addr` that must prove `identity` (plaintext if `None`).
@@ -198,8 +233,13 @@ impl EndpointClient {
                 addr,
                 identity,
                 connector,
-                conn: std::sync::Mutex::new(Conn::Idle),
+                backoff: Backoff::new(CONNECT_BACKOFF_MIN, CONNECT_BACKOFF_MAX).with_jitter(0.1),
+                conn: std::sync::Mutex::new(ConnState {
+                    conn: Conn::Idle,
+                    failures: 0,
+                }),
             }),
+            backoff_timer: None,
         }
     }
 
@@ -210,27 +250,43 @@ impl EndpointClient {
 
     async fn sender(shared: &Arc<Shared>) -> Result<SendRequest<ReqBody>, BoxError> {
         let attempt = {
-            let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
-            match &*conn {
+            let mut state = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+            match &state.conn {
                 Conn::Ready(s) if !s.is_closed() => return Ok(s.clone()),
                 Conn::Connecting(attempt) => attempt.clone(),
-                Conn::Ready(_) | Conn::Idle => {
+                // Called while backing off (a caller that skipped `poll_ready`): the last
+                // attempt's error, without hammering the endpoint.
+                Conn::Backoff { retry_at, error } if *retry_at > Instant::now() => {
+                    return Err(Box::new(error.clone()));
+                }
+                Conn::Ready(_) | Conn::Idle | Conn::Backoff { .. } => {
                     let attempt = Self::connect(shared.clone()).boxed().shared();
-                    *conn = Conn::Connecting(attempt.clone());
+                    state.conn = Conn::Connecting(attempt.clone());
                     attempt
                 }
             }
         };
         let result = attempt.clone().await;
-        let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
         // The first waiter to finish settles the slot, unless a newer attempt replaced it.
-        if let Conn::Connecting(current) = &*conn
+        if let Conn::Connecting(current) = &state.conn
             && current.ptr_eq(&attempt)
         {
-            *conn = match &result {
-                Ok(s) => Conn::Ready(s.clone()),
-                Err(_) => Conn::Idle,
-            };
+            match &result {
+                Ok(s) => {
+                    state.conn = Conn::Ready(s.clone());
+                    state.failures = 0;
+                }
+                Err(error) => {
+                    let delay = shared.backoff.delay(state.failures);
+                    tracing::debug!(addr = %shared.addr, %error, ?delay, "connect failed; backing off");
+                    state.conn = Conn::Backoff {
+                        retry_at: Instant::now() + delay,
+                        error: error.clone(),
+                    };
+                    state.failures = state.failures.saturating_add(1);
+                }
+            }
         }
         result.map_err(|e| Box::new(e) as BoxError)
     }
@@ -289,9 +345,33 @@ impl Service<http::Request<ReqBody>> for EndpointClient {
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Connections are made on demand; HTTP/2 flow control is the backpressure.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Connections are made on demand; HTTP/2 flow control is the backpressure. Only a
+        // failed connection makes the endpoint unready, until its backoff ends.
+        let retry_at = {
+            let state = self.shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+            match &state.conn {
+                Conn::Backoff { retry_at, .. } if *retry_at > Instant::now() => Some(*retry_at),
+                _ => None,
+            }
+        };
+        let Some(retry_at) = retry_at else {
+            self.backoff_timer = None;
+            return Poll::Ready(Ok(()));
+        };
+        let timer = self
+            .backoff_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(retry_at)));
+        if timer.deadline() != retry_at {
+            timer.as_mut().reset(retry_at);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.backoff_timer = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
@@ -308,9 +388,9 @@ impl Service<http::Request<ReqBody>> for EndpointClient {
                 Err(e) => {
                     if sender.is_closed() {
                         // The next request reconnects.
-                        let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
-                        if matches!(&*conn, Conn::Ready(s) if s.is_closed()) {
-                            *conn = Conn::Idle;
+                        let mut state = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+                        if matches!(&state.conn, Conn::Ready(s) if s.is_closed()) {
+                            state.conn = Conn::Idle;
                         }
                     }
                     Err(Box::new(RequestError::new(peer(), e)) as BoxError)

@@ -160,3 +160,60 @@ async fn unreachable_endpoints_fail_fast_with_the_reason() {
     .await
     .expect("the test took too long");
 }
+
+/// A destination with one live endpoint and one that refuses connections: after a refused
+/// connection the dead endpoint backs off (not ready), so requests go to the live one instead
+/// of every other request failing; with no live endpoint, requests fail fast with a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_backs_off_and_the_live_one_serves() {
+    tokio::time::timeout(WITHIN, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = ca_dir(dir.path());
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let app = apps::app().await;
+        let live = inbound(&ca, "backend", app.addr, &[]).await;
+        let yaml = format!(
+            "destinations:\n  - authority: {BACKEND}\n    endpoints:\n      \
+             - addr: \"{}\"\n        identity: {id}\n      \
+             - addr: \"{closed}\"\n        identity: {id}\n",
+            live.inbound_addr().expect("inbound"),
+            id = identity("backend"),
+        );
+        let outbound = outbound(
+            &ca,
+            "web",
+            dir.path(),
+            &yaml,
+            &["--failfast-timeout", "500ms"],
+        )
+        .await;
+        let out = outbound.outbound_addr().expect("outbound");
+
+        // Without backoff about half of these fail (the dead endpoint refuses at once, which
+        // even makes it look fast to peak-EWMA). With it, only the attempts that find the
+        // backoff over fail: at most one per 100-500 ms.
+        let started = tokio::time::Instant::now();
+        let mut failed = Vec::new();
+        let n = 60;
+        for i in 0..n {
+            match get(out, "/", &[("host", BACKEND)]).await {
+                Ok((200, _)) => {}
+                other => failed.push((i, format!("{other:?}"))),
+            }
+        }
+        let took = started.elapsed();
+        eprintln!("{} of {n} failed in {took:?}: {failed:?}", failed.len());
+        // One failure per backoff window at most, plus the first attempt.
+        let windows = (took.as_millis() / 100) as usize + 1;
+        assert!(
+            failed.len() <= windows.min(n / 4),
+            "{} of {n} requests failed in {took:?}: {failed:?}",
+            failed.len()
+        );
+    })
+    .await
+    .expect("the test took too long");
+}
