@@ -248,9 +248,11 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         namespace: args.namespace.clone(),
         identity: identity.to_string(),
         admin: proxy.admin_addr(),
-        tap: proxy
-            .tap_addr()
-            .context("the sidecar has no tap listener")?,
+        tap: Some(
+            proxy
+                .tap_addr()
+                .context("the sidecar has no tap listener")?,
+        ),
         inbound: proxy.inbound_addr(),
         pid: std::process::id(),
     };

@@ -25,7 +25,7 @@ fn workload(name: &str, ns: &str, port: u16) -> Workload {
         namespace: ns.into(),
         identity: identity(name, ns),
         admin: format!("127.0.0.1:{port}").parse().expect("addr"),
-        tap: format!("127.0.0.1:{}", port + 1).parse().expect("addr"),
+        tap: Some(format!("127.0.0.1:{}", port + 1).parse().expect("addr")),
         inbound: Some(format!("127.0.0.1:{}", port + 2).parse().expect("addr")),
         pid: 1,
     }

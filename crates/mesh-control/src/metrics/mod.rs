@@ -55,7 +55,7 @@
 //!     namespace: "emojivoto".into(),
 //!     identity: "web.emojivoto.serviceaccount.identity.mesh.cluster.local".into(),
 //!     admin: "127.0.0.1:4191".parse().unwrap(),
-//!     tap: "127.0.0.1:4190".parse().unwrap(),
+//!     tap: Some("127.0.0.1:4190".parse().unwrap()),
 //!     inbound: Some("127.0.0.1:4143".parse().unwrap()),
 //!     pid: 1,
 //! };

@@ -18,7 +18,7 @@
 //!     namespace: "emojivoto".into(),
 //!     identity: "web.emojivoto.serviceaccount.identity.mesh.cluster.local".into(),
 //!     admin: "127.0.0.1:4191".parse().unwrap(),
-//!     tap: "127.0.0.1:4190".parse().unwrap(),
+//!     tap: Some("127.0.0.1:4190".parse().unwrap()),
 //!     inbound: None,
 //!     pid: 1,
 //! };
@@ -170,7 +170,7 @@ mod tests {
             namespace: "emojivoto".into(),
             identity: "web.emojivoto.serviceaccount.identity.mesh.cluster.local".into(),
             admin: "127.0.0.1:4191".parse().expect("addr"),
-            tap: "127.0.0.1:4190".parse().expect("addr"),
+            tap: Some("127.0.0.1:4190".parse().expect("addr")),
             inbound: None,
             pid: 1,
         }

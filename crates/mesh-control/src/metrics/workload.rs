@@ -32,7 +32,7 @@ pub const WORKLOADS_DIR: &str = "workloads";
 ///     namespace: "emojivoto".into(),
 ///     identity: "web.emojivoto.serviceaccount.identity.mesh.cluster.local".into(),
 ///     admin: "127.0.0.1:4191".parse().unwrap(),
-///     tap: "127.0.0.1:4190".parse().unwrap(),
+///     tap: Some("127.0.0.1:4190".parse().unwrap()),
 ///     inbound: Some("127.0.0.1:4143".parse().unwrap()),
 ///     pid: 1234,
 /// };
@@ -53,8 +53,9 @@ pub struct Workload {
     pub identity: String,
     /// The proxy's admin server (`/metrics`, `/ready`).
     pub admin: SocketAddr,
-    /// The proxy's tap server.
-    pub tap: SocketAddr,
+    /// The proxy's tap server, if it runs one.
+    #[serde(default)]
+    pub tap: Option<SocketAddr>,
     /// The proxy's inbound listener; `None` for a workload that serves nothing (a load
     /// generator).
     #[serde(default)]

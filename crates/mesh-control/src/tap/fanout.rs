@@ -45,7 +45,7 @@ pub struct Tapper {
 struct Inner {
     ca: Arc<CertificateAuthority>,
     creds: Credentials,
-    workloads_dir: PathBuf,
+    state_dir: PathBuf,
     snapshots: Option<watch::Receiver<Arc<Snapshot>>>,
     connect_timeout: Duration,
     closed: CancellationToken,
@@ -110,7 +110,7 @@ impl Tapper {
             inner: Arc::new(Inner {
                 ca,
                 creds,
-                workloads_dir: workload::dir(state_dir),
+                state_dir: state_dir.to_path_buf(),
                 snapshots: None,
                 connect_timeout: Duration::from_secs(3),
                 closed: CancellationToken::new(),
@@ -168,12 +168,11 @@ impl Tapper {
     ///
     /// Fails at once if the query is malformed or matches no running workload.
     pub fn observe(&self, query: &TapQuery) -> Result<MergedTap, TapError> {
-        let all = workload::read_all(&self.inner.workloads_dir).map_err(|source| {
-            TapError::Workloads {
-                path: self.inner.workloads_dir.clone(),
+        let all =
+            workload::read_all(&self.inner.state_dir).map_err(|source| TapError::Workloads {
+                path: workload::dir(&self.inner.state_dir),
                 source,
-            }
-        })?;
+            })?;
         let selected = query.select(&all)?;
         let snapshot = self.inner.snapshots.as_ref().map(|s| s.borrow().clone());
         let request = query.observe_request(snapshot.as_deref(), &all)?;
@@ -248,7 +247,7 @@ impl fmt::Debug for Tapper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tapper")
             .field("identity", self.identity())
-            .field("workloads_dir", &self.inner.workloads_dir)
+            .field("state_dir", &self.inner.state_dir)
             .field("connect_timeout", &self.inner.connect_timeout)
             .finish_non_exhaustive()
     }

@@ -1,23 +1,17 @@
 //! The workloads `mesh run` records in the state directory, as far as tap needs them.
 //!
 //! `mesh run` writes `<state-dir>/workloads/<namespace>.<name>.json` for every workload it
-//! starts: its name, namespace, identity, and the addresses of its proxy's admin, tap and
-//! inbound listeners. Tap reads only what it needs (name, namespace, identity, tap and inbound
-//! addresses) and ignores the rest.
-//!
-//! This is deliberately a private reader: the metrics module owns the file's full serde type,
-//! and tap should not depend on it while both are young. When they settle, one type can serve
-//! both.
+//! starts ([`metrics::Workload`](crate::metrics::Workload) owns the file, and reads it). Tap
+//! keeps what it needs of each: name, namespace, the identity its tap listener must prove, and
+//! the tap and inbound addresses.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mesh_tls::ServiceIdentity;
-use serde::Deserialize;
 
-/// The directory under the state directory holding one file per running workload.
-pub(crate) const WORKLOADS_DIR: &str = "workloads";
+use crate::metrics::Workload as Record;
 
 /// A running workload's proxy, as tap sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,59 +26,32 @@ pub(crate) struct Workload {
     pub(crate) inbound: Option<SocketAddr>,
 }
 
-#[derive(Deserialize)]
-struct File {
-    name: String,
-    namespace: String,
-    identity: String,
-    #[serde(default)]
-    tap: Option<SocketAddr>,
-    #[serde(default)]
-    inbound: Option<SocketAddr>,
-}
-
 /// `<state-dir>/workloads`.
 pub(crate) fn dir(state_dir: &Path) -> PathBuf {
-    state_dir.join(WORKLOADS_DIR)
+    Record::dir(state_dir)
 }
 
-/// Every workload recorded in `dir`, sorted by namespace and name. A missing directory is no
-/// workloads; a file that cannot be read or parsed is skipped with a warning (it may be a
-/// workload starting or stopping).
-pub(crate) fn read_all(dir: &Path) -> io::Result<Vec<Workload>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut workloads = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        match read(&path) {
-            Ok(w) => workloads.push(w),
+/// Every workload recorded under `state_dir`, sorted by namespace and name. A missing
+/// directory is no workloads; a file that cannot be read or parsed, or names an invalid
+/// identity, is skipped (it may be a workload starting or stopping).
+pub(crate) fn read_all(state_dir: &Path) -> io::Result<Vec<Workload>> {
+    Ok(Record::load_all(state_dir)?
+        .into_iter()
+        .filter_map(|w| match ServiceIdentity::parse(&w.identity) {
+            Ok(identity) => Some(Workload {
+                name: w.name,
+                namespace: w.namespace,
+                identity,
+                tap: w.tap,
+                inbound: w.inbound,
+            }),
             Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "skipping an unreadable workload file");
+                tracing::warn!(workload = %w.name, namespace = %w.namespace, %error,
+                    "skipping a workload with an invalid identity");
+                None
             }
-        }
-    }
-    workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok(workloads)
-}
-
-fn read(path: &Path) -> io::Result<Workload> {
-    let text = std::fs::read_to_string(path)?;
-    let file: File = serde_json::from_str(&text).map_err(io::Error::other)?;
-    let identity = ServiceIdentity::parse(&file.identity).map_err(io::Error::other)?;
-    Ok(Workload {
-        name: file.name,
-        namespace: file.namespace,
-        identity,
-        tap: file.tap,
-        inbound: file.inbound,
-    })
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -93,17 +60,19 @@ mod tests {
 
     #[test]
     fn reads_what_mesh_run_writes_and_skips_the_rest() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let state = tempfile::tempdir().expect("tempdir");
+        let dir = dir(state.path());
+        std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(
-            dir.path().join("emojivoto.web.json"),
+            dir.join("emojivoto.web.json"),
             r#"{"name": "web", "namespace": "emojivoto",
                 "identity": "web.emojivoto.serviceaccount.identity.mesh.cluster.local",
                 "admin": "127.0.0.1:4191", "tap": "127.0.0.1:4190", "inbound": null, "pid": 1234}"#,
         )
         .expect("write");
-        std::fs::write(dir.path().join("emojivoto.broken.json"), "{").expect("write");
-        std::fs::write(dir.path().join("notes.txt"), "not a workload").expect("write");
-        let all = read_all(dir.path()).expect("read");
+        std::fs::write(dir.join("emojivoto.broken.json"), "{").expect("write");
+        std::fs::write(dir.join("notes.txt"), "not a workload").expect("write");
+        let all = read_all(state.path()).expect("read");
         assert_eq!(
             all,
             [Workload {
@@ -118,7 +87,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            read_all(&dir.path().join("missing")).expect("missing dir"),
+            read_all(&state.path().join("missing")).expect("missing dir"),
             []
         );
     }

@@ -84,7 +84,7 @@ impl FakeProxy {
             namespace: NS.into(),
             identity: identity(self.name),
             admin: self.addr,
-            tap: "127.0.0.1:1".parse().expect("addr"),
+            tap: Some("127.0.0.1:1".parse().expect("addr")),
             inbound: inbound.then(|| "127.0.0.1:2".parse().expect("addr")),
             pid: std::process::id(),
         }
