@@ -9,7 +9,6 @@
 //! Without `chromium` and `chromedriver` (`.ci/run` installs them; or set `MESH_CHROMIUM` and
 //! `MESH_CHROMEDRIVER`) the browser part says so loudly and skips.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,9 +17,10 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+use crate::demo::Demo;
 use crate::http::get;
 use crate::prometheus::free_port;
-use crate::wait::until;
+use crate::wait::{eventually, until};
 
 const MESH: &str = env!("CARGO_BIN_EXE_mesh");
 
@@ -28,17 +28,6 @@ const MESH: &str = env!("CARGO_BIN_EXE_mesh");
 const MAX_PAGE_BYTES: f64 = 1024.0 * 1024.0;
 
 /// `mesh demo`, stopped as Ctrl-C stops it.
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 /// A process leading its own process group (chromedriver, and the Chromium it starts), killed
 /// as a group: no browser outlives the test, even when it fails.
 struct Group(Child);
@@ -106,15 +95,7 @@ fn mesh(state: &Path, args: &[&str]) -> std::process::Output {
 
 /// Starts the demo and waits until all four workloads are meshed and web fails some votes.
 fn start_demo(state: &Path) -> (Demo, SocketAddr) {
-    let demo = Demo(
-        Command::new(MESH)
-            .args(["demo", "--vote-interval", "100ms", "--state-dir"])
-            .arg(state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mesh demo"),
-    );
+    let demo = Demo::start(state, "100ms");
     let api = until(Duration::from_secs(60), "the control plane's API", || {
         mesh_control::metrics::api::read_addr(state).ok()
     });
@@ -136,25 +117,6 @@ fn start_demo(state: &Path) -> (Demo, SocketAddr) {
         },
     );
     (demo, api)
-}
-
-/// Polls `f` every 200 ms until it returns `Some`; fails the test after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Runs `script` in the page; `None` when it failed or answered `null`.

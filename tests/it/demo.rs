@@ -9,14 +9,44 @@ use crate::wait::{try_until, until};
 
 const MESH: &str = env!("CARGO_BIN_EXE_mesh");
 
-struct Demo(Child);
+/// `mesh demo` in a state directory of the test's, its output discarded; stopped with Ctrl-C
+/// (SIGINT) on drop, as a person stops it.
+///
+/// One demo at a time in this test binary: each is a control plane and eight processes picking
+/// free ports, and three at once on two cores made a slow start (and a port picked twice)
+/// possible.
+pub(crate) struct Demo {
+    child: Child,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+static ONE_DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Demo {
+    /// Starts the demo with a vote-bot iteration every `vote_interval`.
+    pub(crate) fn start(state: &Path, vote_interval: &str) -> Self {
+        // A test that failed while holding it poisoned it; the next demo may still run.
+        let guard = ONE_DEMO.lock().unwrap_or_else(|p| p.into_inner());
+        let child = Command::new(MESH)
+            .args(["demo", "--vote-interval", vote_interval, "--state-dir"])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mesh demo");
+        Demo {
+            child,
+            _one_at_a_time: guard,
+        }
+    }
+}
 
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
+            .args(["-INT", &self.child.id().to_string()])
             .status();
-        let _ = self.0.wait();
+        let _ = self.child.wait();
     }
 }
 
@@ -51,15 +81,7 @@ fn running_group(pgid: &str) -> bool {
 fn the_demo_shows_where_emojivoto_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path();
-    let demo = Demo(
-        Command::new(MESH)
-            .args(["demo", "--vote-interval", "50ms", "--state-dir"])
-            .arg(state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mesh demo"),
-    );
+    let demo = Demo::start(state, "50ms");
 
     // All four workloads meshed, web and vote-bot failing some requests, emoji never.
     let rows = until(Duration::from_secs(90), "stat rows with traffic", || {
@@ -271,15 +293,7 @@ fn prometheus_and_the_embedded_store_agree() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
-    let _demo = Demo(
-        Command::new(MESH)
-            .args(["demo", "--vote-interval", "50ms", "--state-dir"])
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mesh demo"),
-    );
+    let _demo = Demo::start(&state, "50ms");
     until(Duration::from_secs(60), "four workloads", || {
         let n = std::fs::read_dir(state.join("workloads")).ok()?.count();
         (n == 4).then_some(())

@@ -1,4 +1,4 @@
-//! Waiting in blocking tests: poll a condition with a deadline, never a bare sleep.
+//! Waiting in tests: poll a condition with a deadline, never a bare sleep (blocking and async).
 
 use std::time::Duration;
 
@@ -26,4 +26,23 @@ pub fn try_until<T>(
 pub fn until<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
     try_until(limit, Duration::from_millis(100), f)
         .unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Polls `f` every 200 ms until it returns `Some`; fails the test after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
