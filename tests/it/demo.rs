@@ -235,6 +235,14 @@ fn the_demo_shows_where_emojivoto_fails() {
         });
         (failed_vote && grpc_error).then_some(text)
     });
+    // Outbound events name the endpoint the balancer picked, not just the authority.
+    let outbound: Vec<&str> = tap.lines().filter(|l| l.contains("proxy=out")).collect();
+    assert!(
+        outbound
+            .iter()
+            .all(|l| l.contains(" dst=127.0.0.1:") && !l.contains(" dst=:0")),
+        "{outbound:#?}"
+    );
     let first = tap
         .lines()
         .find(|l| l.starts_with("req "))

@@ -9,14 +9,16 @@
 //! 2. **rescue** — turn every error below into a response naming the cause (502/503/504 with
 //!    `l5d-proxy-error`). Above metrics' error counting, so a failure is both counted and
 //!    answered.
-//! 3. **metrics** (effective: one per request) and **tap** — Linkerd's labels for the target.
+//! 3. **metrics** (effective: one per request) — Linkerd's labels for the target.
 //! 4. **timeout** — the route's or destination's request timeout; above retries, so it bounds
 //!    the whole exchange.
 //! 5. **retry** — with the destination's budget; below it, **actual** metrics count attempts.
 //! 6. **split** — weighted backends (a traffic split); one **balancer** per backend: P2C over
 //!    peak-EWMA with failure accrual and a failfast queue (`mesh-balance`).
-//! 7. **endpoint** — one multiplexed HTTP/2 connection per endpoint over mutual TLS, expecting
-//!    the endpoint's identity ([`EndpointClient`]).
+//! 7. **tap** and **endpoint** — tap per endpoint, as Linkerd's, so each event names the
+//!    endpoint picked (address and identity) and each retry is an attempt of its own; one
+//!    multiplexed HTTP/2 connection per endpoint over mutual TLS, expecting the endpoint's
+//!    identity ([`EndpointClient`]).
 //!
 //! A stack is built once per destination and cached; it is rebuilt when discovery changes the
 //! destination.
@@ -43,7 +45,7 @@ use mesh_tls::ServiceIdentity;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::util::BoxCloneService;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::discovery::{Destination, Discover, Protocol, Route, normalize_authority};
 use crate::endpoint::{ALPN_OPAQUE, Connector, EndpointClient};
@@ -301,6 +303,12 @@ impl Outbound {
         let meshed = dest.all_endpoints().iter().all(|e| e.identity.is_some());
         let labels = labels.with("tls", if meshed { "true" } else { "no_identity" });
 
+        // Tap sits at the endpoint, as in Linkerd: each event names the endpoint the balancer
+        // picked (its address and identity), and each retry is an attempt of its own.
+        let tap_meta = TapMeta::outbound()
+            .with_source_identity(rt.creds.identity().as_str().to_string())
+            .with_tls(meshed)
+            .with_destination_label("authority", authority);
         let backends = dest.backends.iter().enumerate().map(|(i, b)| {
             // One kind of discovery stream for both: a live set (from the control plane), or a
             // set holding the fixed endpoints of a static destination.
@@ -319,11 +327,20 @@ impl Outbound {
                 }
             };
             let connector = self.connector.clone();
+            let (tap, tap_meta) = (rt.tap.clone(), tap_meta.clone());
             let new_endpoint = move |ep: Endpoint| {
                 let identity = ep
                     .identity()
                     .and_then(|i| ServiceIdentity::parse(i.as_str()).ok());
-                EndpointClient::new(ep.addr(), identity, connector.clone())
+                let mut meta = tap_meta.clone().with_destination_addr(ep.addr());
+                if let Some(id) = &identity {
+                    meta = meta.with_destination_identity(id.as_str().to_string());
+                }
+                TapLayer::new(tap.clone(), meta).layer(EndpointClient::new(
+                    ep.addr(),
+                    identity,
+                    connector.clone(),
+                ))
             };
             let balancer = Builder::new(format!("{authority}/backend-{i}"))
                 .failfast_timeout(rt.config.failfast_timeout)
@@ -341,10 +358,6 @@ impl Outbound {
         };
         let routes: Arc<[Route]> = dest.routes.clone().into();
         let default_timeout = dest.timeout;
-        let tap_meta = TapMeta::outbound()
-            .with_source_identity(rt.creds.identity().as_str().to_string())
-            .with_tls(meshed)
-            .with_destination_label("authority", authority);
         let svc = ServiceBuilder::new()
             .map_request(move |mut req: http::Request<Incoming>| {
                 route(&mut req, &routes, default_timeout);
@@ -355,7 +368,6 @@ impl Outbound {
             })
             .layer(RescueLayer::new())
             .layer(rt.metrics.http.layer(labels.clone()))
-            .layer(TapLayer::new(rt.tap.clone(), tap_meta))
             .layer(TimeoutLayer::per_route())
             // As Linkerd: only routes a profile marks retryable are retried.
             .layer(

@@ -109,6 +109,9 @@ where
         if let Some(r) = req.extensions().get::<crate::metrics::RouteLabel>() {
             clone.extensions_mut().insert(r.clone());
         }
+        if let Some(p) = req.extensions().get::<crate::tap::TapPeer>() {
+            clone.extensions_mut().insert(p.clone());
+        }
         Some(clone)
     }
 }
