@@ -14,6 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -195,6 +196,9 @@ struct Shared {
     connector: Connector,
     backoff: Backoff,
     conn: std::sync::Mutex<ConnState>,
+    /// Whether `conn` is in `Backoff`: written under its lock, read without it, so `poll_ready`
+    /// takes no lock on the request path while the endpoint is healthy.
+    backing_off: AtomicBool,
 }
 
 struct ConnState {
@@ -238,6 +242,7 @@ impl EndpointClient {
                     conn: Conn::Idle,
                     failures: 0,
                 }),
+                backing_off: AtomicBool::new(false),
             }),
             backoff_timer: None,
         }
@@ -262,6 +267,7 @@ impl EndpointClient {
                 Conn::Ready(_) | Conn::Idle | Conn::Backoff { .. } => {
                     let attempt = Self::connect(shared.clone()).boxed().shared();
                     state.conn = Conn::Connecting(attempt.clone());
+                    shared.backing_off.store(false, Ordering::Release);
                     attempt
                 }
             }
@@ -284,6 +290,7 @@ impl EndpointClient {
                         retry_at: Instant::now() + delay,
                         error: error.clone(),
                     };
+                    shared.backing_off.store(true, Ordering::Release);
                     state.failures = state.failures.saturating_add(1);
                 }
             }
@@ -348,6 +355,10 @@ impl Service<http::Request<ReqBody>> for EndpointClient {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // Connections are made on demand; HTTP/2 flow control is the backpressure. Only a
         // failed connection makes the endpoint unready, until its backoff ends.
+        if !self.shared.backing_off.load(Ordering::Acquire) {
+            self.backoff_timer = None;
+            return Poll::Ready(Ok(()));
+        }
         let retry_at = {
             let state = self.shared.conn.lock().unwrap_or_else(|p| p.into_inner());
             match &state.conn {
