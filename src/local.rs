@@ -180,8 +180,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     }
-    let grace = mesh_proxy::discovery::parse_duration(&args.grace)
-        .map_err(|e| anyhow::anyhow!("--grace: {e}"))?;
+    let grace =
+        mesh_core::duration::parse(&args.grace).map_err(|e| anyhow::anyhow!("--grace: {e}"))?;
     let token = mesh_control::state::tokens(state)
         .context("cannot open the bootstrap token store")?
         .issue(&identity, Duration::from_secs(300))

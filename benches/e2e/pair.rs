@@ -96,15 +96,12 @@ pub(crate) async fn start(
     drop(held);
     let [listen, out_admin, in_listen, in_admin] = [ports[0], ports[1], ports[2], ports[3]];
 
-    let destinations = dir.join("destinations.yaml");
-    let yaml = [
-        "destinations:".to_string(),
-        format!("  - authority: {AUTHORITY}"),
-        "    endpoints:".to_string(),
-        format!("      - addr: \"{in_listen}\""),
-        format!("        identity: {in_id}"),
-    ];
-    fs::write(&destinations, yaml.join("\n") + "\n")?;
+    let destinations = dir.join("destinations.json");
+    let file = serde_json::json!({ "destinations": [{
+        "authority": AUTHORITY,
+        "endpoints": [{ "addr": in_listen.to_string(), "identity": in_id.to_string() }],
+    }]});
+    fs::write(&destinations, file.to_string())?;
 
     let common = |cert: &Path, key: &Path, admin: SocketAddr| -> Vec<String> {
         [

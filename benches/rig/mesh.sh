@@ -16,18 +16,15 @@ case "${1:-start}" in
     c=$RIG_CERT_DIR
     w=$RIG_WORK_DIR
     cores=${RIG_CORES:-1}
-    cat > "$w/destinations.yaml" <<YAML
-destinations:
-  - authority: backend.rig:80
-    endpoints:
-      - addr: "127.0.0.1:$RIG_IN_PORT"
-        identity: inbound.rig.local
-YAML
+    cat > "$w/destinations.json" <<JSON
+{"destinations": [{"authority": "backend.rig:80",
+  "endpoints": [{"addr": "127.0.0.1:$RIG_IN_PORT", "identity": "inbound.rig.local"}]}]}
+JSON
     RUST_LOG=${RUST_LOG:-warn} "$bin" \
       --trust-anchors "$c/ca.pem" --cert "$c/client.pem" --key "$c/client.key" \
       --upstream "backend.rig:80=127.0.0.1:$RIG_OUT_PORT" \
       --upstream "backend.rig:80=127.0.0.1:$RIG_OUT_H2_PORT" \
-      --destinations "$w/destinations.yaml" \
+      --destinations "$w/destinations.json" \
       --admin-listen 127.0.0.1:0 --cores "$cores" >"$w/mesh-out.log" 2>&1 &
     echo "outbound $!"
     RUST_LOG=${RUST_LOG:-warn} "$bin" \

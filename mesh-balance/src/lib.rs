@@ -13,13 +13,11 @@
 //!   `mesh_core::classify` judges them), probe it after an exponential backoff with jitter,
 //!   restore it on success, and never eject the last endpoints (fail open);
 //! - **splits** ([`Split`]): weighted backends, weights changed live;
-//! - **the cache** ([`cache::Cache`]): one balancer per target, built on first use, evicted when
-//!   idle;
 //! - **observability**: Prometheus metrics ([`BalanceMetrics`]) and a live view of every
 //!   endpoint ([`TargetStats`]) for `top`-style tools.
 //!
 //! It owns no sockets and no HTTP semantics beyond what load needs: the endpoint services come
-//! from a factory you pass ([`NewService`]), e.g. an HTTP/2 client over mTLS in `mesh-proxy`,
+//! from a factory you pass ([`NewService`](mesh_core::stack::NewService)), e.g. an HTTP/2 client over mTLS in `mesh-proxy`,
 //! or anything else in a plain Rust service.
 //!
 //! # Example: balancing over a static list, no proxy
@@ -90,15 +88,12 @@
 #![warn(missing_docs)]
 
 pub mod accrual;
-mod backoff;
 pub mod balancer;
-pub mod cache;
 pub mod discover;
 mod endpoint;
 mod error;
 mod failfast;
 pub mod metrics;
-mod new_service;
 pub mod pool;
 mod renew;
 pub mod split;
@@ -106,16 +101,15 @@ mod state;
 mod stats;
 
 pub use self::accrual::{EosClassify, FailureAccrual};
-pub use self::backoff::Backoff;
 pub use self::balancer::{Balancer, Builder};
 pub use self::endpoint::{Endpoint, Labels, ProtocolHint, TlsIdentity};
 pub use self::error::{Reason, Unavailable};
 pub use self::metrics::BalanceMetrics;
-pub use self::new_service::NewService;
 pub use self::pool::Pool;
 pub use self::split::{Split, SplitHandle};
 pub use self::stats::{EndpointSnapshot, EndpointStatus, TargetStats};
 pub use mesh_core::BoxError;
+pub use mesh_core::backoff::Backoff;
 
 /// The body of every balancer response: the endpoint's body, watched to its end so a gRPC
 /// status in the trailers counts for failure accrual.

@@ -20,7 +20,9 @@ use tower_service::Service;
 use crate::accrual::{self, Accrual, EosClassify};
 use crate::renew::{self, Renew};
 use crate::state::TargetState;
-use crate::{Backoff, Endpoint, NewService, TargetStats};
+use mesh_core::stack::NewService;
+
+use crate::{Backoff, Endpoint, TargetStats};
 
 /// The P2C-EWMA set of a target's endpoints, as a service with no queue in front.
 ///

@@ -15,7 +15,9 @@ use mesh_core::BoxError;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::{Backoff, Endpoint, NewService};
+use mesh_core::stack::NewService;
+
+use crate::{Backoff, Endpoint};
 
 /// An endpoint service that is rebuilt after readiness errors; its `poll_ready` never fails.
 pub(crate) struct Renew<N: NewService<Endpoint>> {

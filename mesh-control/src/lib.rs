@@ -13,7 +13,8 @@
 //!   `Registration` service; all on one port, over TLS with the control plane's own identity;
 //! - the **state directory** ([`state`]): the CA (trust anchor and issuer, generated once, reused
 //!   on every restart), the listen address and identity for CLIs, bootstrap tokens;
-//! - **clients** for the above over mutual TLS ([`client`]), for CLIs, tests and proxies;
+//! - the clients of the above live in `mesh-control-client`, which proxies link instead of this
+//!   crate;
 //! - **observability** for the CLI and the dashboard: an embedded metrics store scraping every
 //!   workload's proxy, Linkerd's `stat`/`routes`/`edges` queries (or the same through a real
 //!   Prometheus) ([`metrics`]), and tap fanned out to the proxies over mutual TLS with the
@@ -34,7 +35,8 @@
 //! use std::time::Duration;
 //! use linkerd2_proxy_api::destination::{destination_client::DestinationClient, GetDestination};
 //! use linkerd2_proxy_api::destination::update::Update;
-//! use mesh_control::{client, Config, ControlPlane};
+//! use mesh_control::{Config, ControlPlane};
+//! use mesh_control_client::transport as client;
 //! use mesh_control::catalog::{Registration, ServiceRef};
 //! use mesh_tls::Credentials;
 //!
@@ -71,9 +73,7 @@
 
 pub mod api;
 pub mod catalog;
-pub mod client;
 pub mod dashboard;
-mod duration;
 pub mod metrics;
 pub mod name;
 mod server;

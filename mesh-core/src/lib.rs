@@ -28,9 +28,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod body;
 pub mod classify;
 pub mod detect;
+pub mod duration;
 pub mod metrics;
 pub mod rescue;
 pub mod retry;

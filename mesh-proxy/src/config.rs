@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use mesh_tls::{PemFiles, ServiceIdentity};
 
-use crate::discovery::parse_duration;
 use crate::identity::IdentitySource;
 use crate::inbound::DefaultPolicy;
 use crate::runtime::StackConfig;
@@ -75,7 +74,8 @@ pub struct Args {
     /// environment): everything sent to LISTEN_ADDR goes to AUTHORITY.
     #[arg(long = "upstream", env = "MESH_PROXY_UPSTREAMS", value_delimiter = ',')]
     pub upstreams: Vec<String>,
-    /// Static destinations (YAML): endpoints, identities, routes and splits.
+    /// Static destinations (a JSON file): endpoints, identities, routes and splits; the format
+    /// is in the docs of `mesh_proxy::discovery::file`.
     #[arg(long, env = "MESH_PROXY_DESTINATIONS")]
     pub destinations: Option<PathBuf>,
 
@@ -176,7 +176,9 @@ fn bad(field: &'static str, reason: impl Into<String>) -> InvalidConfig {
 impl Args {
     /// Checks every field.
     pub fn validate(self) -> Result<Config, InvalidConfig> {
-        let duration = |field: &'static str, v: &str| parse_duration(v).map_err(|e| bad(field, e));
+        let duration = |field: &'static str, v: &str| {
+            mesh_core::duration::parse(v).map_err(|e| bad(field, e.to_string()))
+        };
         let identity = match (&self.ca_dir, &self.trust_anchors, &self.cert, &self.key) {
             (None, Some(t), None, None) if self.control.is_some() => {
                 let name = self.identity.as_deref().ok_or_else(|| {

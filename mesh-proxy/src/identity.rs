@@ -102,8 +102,11 @@ impl IdentitySource {
                 let trust =
                     mesh_tls::TrustBundle::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
                 let creds = Credentials::generate(identity.clone(), trust)?;
-                let tls = mesh_control::client::Tls::new(creds.clone(), control_identity.clone());
-                let certify = mesh_control::client::RemoteCertify::new(*addr, tls, token.clone());
+                let tls = mesh_control_client::transport::Tls::new(
+                    creds.clone(),
+                    control_identity.clone(),
+                );
+                let certify = mesh_control_client::RemoteCertify::new(*addr, tls, token.clone());
                 tokio::spawn(certify::refresh(
                     creds.clone(),
                     certify,

@@ -9,10 +9,9 @@
 //!   policy, pooled connections to the app.
 //! - [`admin`](crate::Proxy::admin_addr): `/metrics`, `/ready`, `/live`, `/shutdown`.
 //! - Sources are traits: [`discovery::Discover`] (a static file, or the control plane's
-//!   `Destination` API in [`control`]) and [`identity::IdentitySource`] (static PEM files, a local
+//!   `Destination` API) and [`identity::IdentitySource`] (static PEM files, a local
 //!   CA, or the control plane's `Identity.Certify`). The control-plane clients come from
-//!   `mesh_control::client` (the dependency points one way: the control plane never uses the
-//!   proxy).
+//!   `mesh-control-client`: the sidecar never links the control plane itself.
 //!
 //! The binary is thin: it parses [`Args`], then calls [`run`].
 //!
@@ -35,7 +34,6 @@
 
 mod admin;
 pub mod config;
-pub mod control;
 pub mod discovery;
 pub mod endpoint;
 pub mod headers;
@@ -77,8 +75,8 @@ pub enum ProxyError {
     #[error("identity: {0}")]
     Identity(#[from] identity::IdentityError),
     /// The destinations file is unusable.
-    #[error("destinations: {0}")]
-    Destinations(#[from] discovery::ConfigError),
+    #[error("destinations file {0}")]
+    Destinations(#[from] discovery::file::DestinationsError),
 }
 
 /// A running proxy.
@@ -152,14 +150,14 @@ impl Proxy {
         };
         let creds = config.identity.start()?;
         let control = config.identity.control().map(|(addr, id)| {
-            let tls = mesh_control::client::Tls::new(creds.clone(), id);
-            mesh_control::client::channel(addr, tls)
+            let tls = mesh_control_client::transport::Tls::new(creds.clone(), id);
+            mesh_control_client::transport::channel(addr, tls)
         });
         let discovery: Arc<dyn Discover> = match (discovery, &config.destinations, &control) {
             (Some(d), _, _) => d,
             (None, Some(path), _) => Arc::new(StaticDiscovery::load(path)?),
             (None, None, Some(channel)) => {
-                Arc::new(control::ControlDiscovery::new(channel.clone()))
+                Arc::new(discovery::ControlDiscovery::new(channel.clone()))
             }
             (None, None, None) => Arc::new(StaticDiscovery::default()),
         };
@@ -213,7 +211,7 @@ impl Proxy {
                 if let (Some(channel), Some((service, namespace, port)), Some(addr)) =
                     (control.clone(), register.clone(), bound)
                 {
-                    let req = mesh_control::api::registration::RegisterRequest {
+                    let req = mesh_control_client::registration::RegisterRequest {
                         service,
                         namespace,
                         port: u32::from(port),
@@ -221,11 +219,12 @@ impl Proxy {
                         identity: rt.creds.identity().as_str().to_string(),
                         ..Default::default()
                     };
-                    let client = mesh_control::api::registration::RegistrationClient::new(channel);
+                    let client =
+                        mesh_control_client::registration::RegistrationClient::new(channel);
                     let token = rt.drain.token();
                     tokio::spawn(async move {
                         if let Err(status) =
-                            mesh_control::api::registration::keep_registered(client, req, token)
+                            mesh_control_client::registration::keep_registered(client, req, token)
                                 .await
                         {
                             tracing::warn!(%status, "deregistration failed");

@@ -2,6 +2,7 @@
 //! wrote.
 #![allow(unreachable_pub)]
 
+mod control;
 mod dashboard;
 mod demo;
 mod embed_layers;
@@ -12,3 +13,9 @@ mod local;
 mod mtls_echo;
 mod prometheus;
 mod wait;
+
+/// The sidecar's own test support (a backend, proxies, an HTTP client), shared with mesh-proxy's
+/// tests so the control-plane tests here drive proxies the same way.
+#[allow(dead_code)]
+#[path = "../../mesh-proxy/tests/it/support.rs"]
+mod proxy_support;

@@ -15,7 +15,9 @@ use crate::failfast::FailFast;
 use crate::metrics::TargetMetrics;
 use crate::pool::EndpointConfig;
 use crate::state::{TargetConfig, TargetState};
-use crate::{Backoff, BalanceMetrics, Endpoint, FailureAccrual, NewService, Pool, TargetStats};
+use mesh_core::stack::NewService;
+
+use crate::{Backoff, BalanceMetrics, Endpoint, FailureAccrual, Pool, TargetStats};
 
 /// Configures and builds a [`Balancer`] (or a bare [`Pool`]) for one target.
 ///

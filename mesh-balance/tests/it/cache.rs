@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
-use mesh_balance::cache::Cache;
 use mesh_balance::{Builder, Endpoint, discover};
+use mesh_core::stack::cache::Cache;
 use tower::{ServiceExt, service_fn};
 
 use crate::support::{eventually, read};

@@ -17,7 +17,7 @@ fn shared_types_are_send_and_sync() {
     type Ep = support::Conn;
     send_sync::<mesh_balance::Balancer<Ep, support::Body>>();
     send_sync::<mesh_balance::Split<mesh_balance::Balancer<Ep, support::Body>>>();
-    send_sync::<mesh_balance::cache::Cached<mesh_balance::Balancer<Ep, support::Body>>>();
+    send_sync::<mesh_core::stack::cache::Cached<mesh_balance::Balancer<Ep, support::Body>>>();
     send_sync::<mesh_balance::TargetStats>();
     send_sync::<mesh_balance::discover::EndpointSet>();
     send_sync::<mesh_balance::discover::Subscription>();

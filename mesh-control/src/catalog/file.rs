@@ -53,7 +53,7 @@ use super::model::{
     FailureAccrual, Port, Profile, Protocol, ProtocolHint, ResponseClass, Route, Service,
     ServiceRef, Snapshot, SplitBackend,
 };
-use crate::duration;
+use mesh_core::duration;
 
 /// The example catalog shown in the schema docs.
 pub const EXAMPLE: &str = include_str!("../../mesh.example.yaml");
@@ -582,12 +582,14 @@ fn convert_service(
         let mut backoff = Backoff::default();
         if let Some(b) = fa.backoff {
             if let Some(min) = &b.min {
-                backoff.min = duration::parse(min)
-                    .map_err(|e| CatalogError::invalid(line, format!("{field}.backoff.min"), e))?;
+                backoff.min = duration::parse(min).map_err(|e| {
+                    CatalogError::invalid(line, format!("{field}.backoff.min"), e.to_string())
+                })?;
             }
             if let Some(max) = &b.max {
-                backoff.max = duration::parse(max)
-                    .map_err(|e| CatalogError::invalid(line, format!("{field}.backoff.max"), e))?;
+                backoff.max = duration::parse(max).map_err(|e| {
+                    CatalogError::invalid(line, format!("{field}.backoff.max"), e.to_string())
+                })?;
             }
             if let Some(j) = b.jitter_ratio {
                 if !(0.0..=100.0).contains(&j) {
@@ -821,7 +823,7 @@ fn convert_profile(field: &str, doc: ProfileDoc) -> Result<Profile, CatalogError
         }
         if let Some(ttl) = &b.ttl {
             profile.retry_budget.ttl = duration::parse(ttl)
-                .map_err(|e| CatalogError::invalid(line, format!("{f}.ttl"), e))?;
+                .map_err(|e| CatalogError::invalid(line, format!("{f}.ttl"), e.to_string()))?;
         }
     }
     let mut names = BTreeSet::new();
@@ -877,8 +879,9 @@ fn convert_route(field: &str, line: Option<u64>, doc: RouteDoc) -> Result<Route,
     let timeout = match &doc.timeout {
         None => None,
         Some(t) => {
-            let d = duration::parse(t)
-                .map_err(|e| CatalogError::invalid(line, format!("{field}.timeout"), e))?;
+            let d = duration::parse(t).map_err(|e| {
+                CatalogError::invalid(line, format!("{field}.timeout"), e.to_string())
+            })?;
             (!d.is_zero()).then_some(d)
         }
     };

@@ -362,7 +362,7 @@ pub(crate) fn check_window(window: Duration) -> Result<(), QueryError> {
 
 /// Parses a window: `30s`, `1m`, `1m30s`, `2h`.
 pub fn parse_window(s: &str) -> Result<Duration, QueryError> {
-    let window = crate::duration::parse(s).map_err(QueryError::invalid)?;
+    let window = mesh_core::duration::parse(s).map_err(|e| QueryError::invalid(e.to_string()))?;
     check_window(window)?;
     Ok(window)
 }

@@ -23,8 +23,8 @@ use super::event::{Event, HttpEvent, ProxyState, ProxyStatus, StreamId, TapLine}
 use super::query::{QueryError, TapQuery};
 use super::workload::{self, Workload};
 use crate::catalog::Snapshot;
-use crate::client::{self, Tls};
 use crate::server::ControlPlane;
+use mesh_control_client::transport::{self as client, Tls};
 
 /// Lines buffered between the proxies' streams and the merged stream's reader. When the reader
 /// is slower, the proxies' own queues fill and they drop events (and count them), so a slow

@@ -215,9 +215,9 @@ async fn renewal_is_authenticated_by_the_current_certificate() {
     let token =
         h.cp.issue_token(fresh.identity(), Duration::from_secs(60))
             .unwrap();
-    let certify = mesh_control::client::RemoteCertify::new(
+    let certify = mesh_control_client::RemoteCertify::new(
         h.cp.addr(),
-        mesh_control::client::Tls::new(fresh.clone(), h.cp.identity().clone()),
+        mesh_control_client::transport::Tls::new(fresh.clone(), h.cp.identity().clone()),
         Some(token),
     );
     let task = tokio::spawn(mesh_tls::certify::refresh(
@@ -234,10 +234,13 @@ async fn a_client_must_see_the_control_plane_s_identity() {
     let h = Harness::start(None).await;
     // Expecting another identity than the control plane's fails the TLS handshake.
     let creds = h.creds("web");
-    let wrong = mesh_control::client::Tls::new(creds.clone(), h.id("impostor"));
-    let err = within("connect", mesh_control::client::connect(h.cp.addr(), wrong))
-        .await
-        .unwrap_err();
+    let wrong = mesh_control_client::transport::Tls::new(creds.clone(), h.id("impostor"));
+    let err = within(
+        "connect",
+        mesh_control_client::transport::connect(h.cp.addr(), wrong),
+    )
+    .await
+    .unwrap_err();
     let chain = format!("{err:?}");
     assert!(
         chain.contains("identity mismatch") || chain.contains("impostor"),

@@ -6,8 +6,8 @@ use std::time::Duration;
 use linkerd2_proxy_api::destination::{
     GetDestination, NoEndpoints, destination_client::DestinationClient, update::Update,
 };
-use mesh_control::api::registration::{RegisterRequest, RegistrationClient};
 use mesh_control::{Config, ControlPlane, StartError, state};
+use mesh_control_client::registration::{RegisterRequest, RegistrationClient};
 
 use crate::support::*;
 
@@ -116,9 +116,9 @@ struct Probe<'a>(&'a ControlPlane);
 
 impl Probe<'_> {
     fn channel(&self, creds: &mesh_tls::Credentials) -> tonic::transport::Channel {
-        mesh_control::client::channel(
+        mesh_control_client::transport::channel(
             self.0.addr(),
-            mesh_control::client::Tls::new(creds.clone(), self.0.identity().clone()),
+            mesh_control_client::transport::Tls::new(creds.clone(), self.0.identity().clone()),
         )
     }
 
@@ -266,7 +266,7 @@ async fn streams_end_with_unavailable_when_the_control_plane_stops() {
 #[tokio::test]
 async fn a_plaintext_control_plane_serves_the_same_apis() {
     let h = Harness::start_with(None, |c| c.plaintext(true)).await;
-    let channel = mesh_control::client::channel_plaintext(h.cp.addr());
+    let channel = mesh_control_client::transport::channel_plaintext(h.cp.addr());
     // Registrations are trusted as given: there is no client certificate to check.
     within(
         "register",
@@ -295,10 +295,13 @@ async fn a_plaintext_control_plane_serves_the_same_apis() {
     assert!(matches!(m.update, Some(Update::Add(_))), "{m:?}");
     // A TLS client cannot talk to it.
     let creds = h.creds("web");
-    let tls = mesh_control::client::Tls::new(creds, h.cp.identity().clone());
+    let tls = mesh_control_client::transport::Tls::new(creds, h.cp.identity().clone());
     assert!(
-        within("connect", mesh_control::client::connect(h.cp.addr(), tls))
-            .await
-            .is_err()
+        within(
+            "connect",
+            mesh_control_client::transport::connect(h.cp.addr(), tls)
+        )
+        .await
+        .is_err()
     );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use linkerd2_proxy_api::destination::update::Update;
 use linkerd2_proxy_api::net::TcpAddress;
-use mesh_control::api::registration::{RegisterRequest, WireProtocolHint, keep_registered};
+use mesh_control_client::registration::{RegisterRequest, WireProtocolHint, keep_registered};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -75,7 +75,7 @@ async fn a_registered_endpoint_is_streamed_within_a_second_and_deregistration_re
 
     let removed = within(
         "deregister",
-        client.deregister(mesh_control::api::registration::DeregisterRequest {
+        client.deregister(mesh_control_client::registration::DeregisterRequest {
             service: "web".into(),
             namespace: "emojivoto".into(),
             port: 8080,
@@ -184,7 +184,7 @@ async fn a_proxy_registers_only_its_own_identity() {
     let err = within(
         "deregister",
         h.registration(&voting)
-            .deregister(mesh_control::api::registration::DeregisterRequest {
+            .deregister(mesh_control_client::registration::DeregisterRequest {
                 service: "web".into(),
                 namespace: "emojivoto".into(),
                 port: 8080,

@@ -8,9 +8,9 @@ use linkerd2_proxy_api::destination::{
     self as dst, GetDestination, destination_client::DestinationClient,
 };
 use linkerd2_proxy_api::identity::{CertifyRequest, identity_client::IdentityClient};
-use mesh_control::api::registration::RegistrationClient;
-use mesh_control::client::{self, Tls};
 use mesh_control::{Config, ControlPlane};
+use mesh_control_client::registration::RegistrationClient;
+use mesh_control_client::transport::{self as client, Tls};
 use mesh_tls::{Credentials, IssuedCertificate, ServiceIdentity};
 use rustls_pki_types::CertificateDer;
 use tonic::Streaming;

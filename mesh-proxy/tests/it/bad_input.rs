@@ -380,17 +380,15 @@ async fn a_backend_reset_mid_body_fails_the_response_not_the_proxy() {
         let good = inbound(&ca, "backend", app.addr, &[]).await;
         let resetting = apps::resetting().await;
         let bad = inbound(&ca, "reset", resetting, &[]).await;
-        let yaml = format!(
-            "{}{}",
+        let destinations = [
             destination(BACKEND, good.inbound_addr().expect("inbound"), "backend"),
             destination(
                 "reset.test:8080",
                 bad.inbound_addr().expect("inbound"),
-                "reset"
-            )
-            .trim_start_matches("destinations:\n"),
-        );
-        let outbound = outbound(&ca, "web", dir.path(), &yaml, &[]).await;
+                "reset",
+            ),
+        ];
+        let outbound = outbound(&ca, "web", dir.path(), &destinations, &[]).await;
         let (out, out_admin) = (
             outbound.outbound_addr().expect("outbound"),
             outbound.admin_addr(),

@@ -8,12 +8,12 @@ async fn curl_http1_and_h2c_through_the_chain() {
     let ca = ca_dir(dir.path());
     let app = backend().await;
     let inbound = inbound(&ca, "backend", app, &[]).await;
-    let yaml = destination(
+    let dst = destination(
         "backend.test:8080",
         inbound.inbound_addr().expect("inbound"),
         "backend",
     );
-    let outbound = outbound(&ca, "web", dir.path(), &yaml, &[]).await;
+    let outbound = outbound(&ca, "web", dir.path(), &[dst], &[]).await;
     let out = outbound.outbound_addr().expect("outbound").to_string();
 
     let h1 = tokio::task::spawn_blocking({
@@ -83,7 +83,7 @@ async fn curl_http1_and_h2c_through_the_chain() {
 async fn unknown_authorities_get_a_503_naming_the_cause() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = ca_dir(dir.path());
-    let outbound = outbound(&ca, "web", dir.path(), "destinations: []\n", &[]).await;
+    let outbound = outbound(&ca, "web", dir.path(), &[], &[]).await;
     let (status, body) = get(
         outbound.outbound_addr().expect("outbound"),
         "/",

@@ -63,27 +63,24 @@ async fn unreachable_endpoints_fail_fast_with_the_reason() {
         // A port that accepts (the kernel completes the handshake into the backlog) but whose
         // owner never reads.
         let stuck_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let yaml = format!(
-            "{}{}{}",
+        let destinations = [
             destination("down.test:8080", closed, "backend"),
             destination(
                 "stuck.test:8080",
                 stuck_listener.local_addr().expect("addr"),
-                "backend"
-            )
-            .trim_start_matches("destinations:\n"),
+                "backend",
+            ),
             destination(
                 "spoofed.test:8080",
                 impostor.inbound_addr().expect("inbound"),
-                "backend"
-            )
-            .trim_start_matches("destinations:\n"),
-        );
+                "backend",
+            ),
+        ];
         let outbound = outbound(
             &ca,
             "web",
             dir.path(),
-            &yaml,
+            &destinations,
             &["--failfast-timeout", "500ms", "--connect-timeout", "300ms"],
         )
         .await;
@@ -175,18 +172,19 @@ async fn a_dead_endpoint_backs_off_and_the_live_one_serves() {
         };
         let app = apps::app().await;
         let live = inbound(&ca, "backend", app.addr, &[]).await;
-        let yaml = format!(
-            "destinations:\n  - authority: {BACKEND}\n    endpoints:\n      \
-             - addr: \"{}\"\n        identity: {id}\n      \
-             - addr: \"{closed}\"\n        identity: {id}\n",
-            live.inbound_addr().expect("inbound"),
-            id = identity("backend"),
-        );
+        let id = identity("backend");
+        let destinations = [serde_json::json!({
+            "authority": BACKEND,
+            "endpoints": [
+                { "addr": live.inbound_addr().expect("inbound").to_string(), "identity": id },
+                { "addr": closed.to_string(), "identity": id },
+            ],
+        })];
         let outbound = outbound(
             &ca,
             "web",
             dir.path(),
-            &yaml,
+            &destinations,
             &["--failfast-timeout", "500ms"],
         )
         .await;

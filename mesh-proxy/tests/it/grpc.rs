@@ -134,12 +134,12 @@ async fn mesh() -> (tempfile::TempDir, mesh_proxy::Proxy, mesh_proxy::Proxy) {
     let ca = ca_dir(dir.path());
     let app = grpc_backend().await;
     let inbound = inbound(&ca, "backend", app, &[]).await;
-    let yaml = destination(
+    let dst = destination(
         "backend.test:8080",
         inbound.inbound_addr().expect("inbound"),
         "backend",
     );
-    let outbound = outbound(&ca, "web", dir.path(), &yaml, &[]).await;
+    let outbound = outbound(&ca, "web", dir.path(), &[dst], &[]).await;
     (dir, inbound, outbound)
 }
 

@@ -5,7 +5,6 @@
 mod apps;
 mod bad_input;
 mod chain;
-mod control;
 mod drain;
 mod failfast;
 mod grpc;

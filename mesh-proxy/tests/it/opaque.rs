@@ -45,16 +45,19 @@ async fn opaque_chain(inbound_extra: impl FnOnce(SocketAddr) -> Vec<String>) {
     let extra = inbound_extra(app);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let inbound = inbound(&ca, "db", app, &extra).await;
-    let yaml = format!(
-        "destinations:\n  - authority: db.test:6379\n    protocol: opaque\n    endpoints:\n      - addr: \"{}\"\n        identity: {}\n",
-        inbound.inbound_addr().expect("inbound"),
-        identity("db")
-    );
+    let destinations = [serde_json::json!({
+        "authority": "db.test:6379",
+        "protocol": "opaque",
+        "endpoints": [{
+            "addr": inbound.inbound_addr().expect("inbound").to_string(),
+            "identity": identity("db"),
+        }],
+    })];
     let outbound = outbound(
         &ca,
         "web",
         dir.path(),
-        &yaml,
+        &destinations,
         &["--upstream", "db.test:6379=127.0.0.1:0"],
     )
     .await;

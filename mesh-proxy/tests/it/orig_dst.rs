@@ -99,12 +99,12 @@ async fn iptables_redirect_to_the_original_destination_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = ca_dir(dir.path());
     let bin = env!("CARGO_BIN_EXE_mesh-proxy");
-    let yaml = format!(
-        "destinations:\n  - authority: \"{SERVICE}\"\n    endpoints:\n      - addr: \"127.0.0.1:4143\"\n        identity: {}\n",
-        identity("backend")
-    );
-    let dests = dir.path().join("destinations.yaml");
-    std::fs::write(&dests, yaml).expect("write");
+    let destinations = serde_json::json!({ "destinations": [{
+        "authority": SERVICE,
+        "endpoints": [{ "addr": "127.0.0.1:4143", "identity": identity("backend") }],
+    }]});
+    let dests = dir.path().join("destinations.json");
+    std::fs::write(&dests, destinations.to_string()).expect("write");
     let ca_s = ca.display().to_string();
     let www = dir.path().join("www");
     std::fs::create_dir_all(&www).expect("mkdir");

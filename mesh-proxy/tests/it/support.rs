@@ -107,10 +107,17 @@ pub async fn inbound(ca: &Path, sa: &str, app: SocketAddr, extra: &[&str]) -> Pr
     proxy
 }
 
-/// An outbound proxy for `sa` with the destinations in `yaml`.
-pub async fn outbound(ca: &Path, sa: &str, dir: &Path, yaml: &str, extra: &[&str]) -> Proxy {
-    let file = dir.join(format!("{sa}-destinations.yaml"));
-    std::fs::write(&file, yaml).expect("write destinations");
+/// An outbound proxy for `sa` with `destinations` (see [`destination`]) in its static file.
+pub async fn outbound(
+    ca: &Path,
+    sa: &str,
+    dir: &Path,
+    destinations: &[serde_json::Value],
+    extra: &[&str],
+) -> Proxy {
+    let file = dir.join(format!("{sa}-destinations.json"));
+    let text = serde_json::json!({ "destinations": destinations }).to_string();
+    std::fs::write(&file, text).expect("write destinations");
     let mut args = vec![
         "mesh-proxy".to_string(),
         "--ca-dir".into(),
@@ -171,12 +178,12 @@ pub async fn get(
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// YAML for one destination served by one endpoint.
-pub fn destination(authority: &str, addr: SocketAddr, sa: &str) -> String {
-    format!(
-        "destinations:\n  - authority: {authority}\n    endpoints:\n      - addr: \"{addr}\"\n        identity: {}\n",
-        identity(sa)
-    )
+/// One destination of the static file, served by one endpoint with `sa`'s identity.
+pub fn destination(authority: &str, addr: SocketAddr, sa: &str) -> serde_json::Value {
+    serde_json::json!({
+        "authority": authority,
+        "endpoints": [{ "addr": addr.to_string(), "identity": identity(sa) }],
+    })
 }
 
 /// Runs a command with a hard time bound (coreutils `timeout`) and returns its output.
@@ -287,8 +294,8 @@ impl Chain {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = ca_dir(dir.path());
         let inbound = inbound(&ca, "backend", app, inbound_extra).await;
-        let yaml = destination(BACKEND, inbound.inbound_addr().expect("inbound"), "backend");
-        let outbound = outbound(&ca, "web", dir.path(), &yaml, outbound_extra).await;
+        let dst = destination(BACKEND, inbound.inbound_addr().expect("inbound"), "backend");
+        let outbound = outbound(&ca, "web", dir.path(), &[dst], outbound_extra).await;
         Self {
             dir,
             inbound,

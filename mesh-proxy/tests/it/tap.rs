@@ -78,12 +78,12 @@ async fn the_tap_identity_observes_matching_requests() {
         ],
     )
     .await;
-    let yaml = destination(
+    let dst = destination(
         "backend.test:8080",
         inbound.inbound_addr().expect("inbound"),
         "backend",
     );
-    let outbound = outbound(&ca, "web", dir.path(), &yaml, &[]).await;
+    let outbound = outbound(&ca, "web", dir.path(), &[dst], &[]).await;
     let tap_addr = inbound.tap_addr().expect("tap listener");
 
     let mut tap = tap_client(&ca, "tap", tap_addr, "backend")

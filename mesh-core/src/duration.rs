@@ -1,13 +1,46 @@
-//! Durations as `mesh.yaml` writes them: Go/Kubernetes style, `500ms`, `10s`, `1m30s`, `2h`.
+//! Durations as the mesh's flags and files write them: Go/Kubernetes style, `500ms`, `10s`,
+//! `1m30s`, `2h`. One parser for every flag, catalog field and query parameter, so they all
+//! accept the same text.
+//!
+//! ```
+//! use mesh_core::duration;
+//! use std::time::Duration;
+//!
+//! assert_eq!(duration::parse("1m30s")?, Duration::from_secs(90));
+//! let err = duration::parse("10").unwrap_err();
+//! assert!(err.to_string().contains("a number needs a unit"));
+//! # Ok::<(), duration::InvalidDuration>(())
+//! ```
 
+use std::fmt;
 use std::time::Duration;
+
+/// A duration that could not be parsed; its text says why and how to write one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidDuration {
+    input: String,
+    why: &'static str,
+}
+
+impl fmt::Display for InvalidDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid duration {:?}: {}; write e.g. 500ms, 10s, 1m30s or 2h",
+            self.input, self.why
+        )
+    }
+}
+
+impl std::error::Error for InvalidDuration {}
 
 /// Parses a duration: one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`; the number
 /// may have a fraction (`1.5s`). `0` alone is zero.
-pub(crate) fn parse(input: &str) -> Result<Duration, String> {
+pub fn parse(input: &str) -> Result<Duration, InvalidDuration> {
     let s = input.trim();
-    let bad = |why: &str| {
-        format!("invalid duration {input:?}: {why}; write e.g. 500ms, 10s, 1m30s or 2h")
+    let bad = |why: &'static str| InvalidDuration {
+        input: input.to_owned(),
+        why,
     };
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -60,7 +93,7 @@ mod tests {
     #[test]
     fn rejects_garbage_with_a_hint() {
         for bad in ["", "10", "s", "10x", "-1s", "1.2.3s"] {
-            let err = parse(bad).unwrap_err();
+            let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains("500ms"), "{bad}: {err}");
         }
     }

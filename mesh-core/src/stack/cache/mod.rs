@@ -1,9 +1,9 @@
-//! A per-target cache of services (balancers) that evicts the idle ones.
+//! A per-target cache of services (stacks, balancers) that evicts the idle ones.
 //!
 //! A proxy builds one balancer per target it talks to. [`Cache::get`] builds it on first use
 //! (with a [`NewService`]) and hands out [`Cached`] clones; while any clone is alive the entry is
 //! in use. When the last one is dropped the entry turns idle, and an entry idle for longer than
-//! the idle timeout is evicted (dropping a [`Balancer`](crate::Balancer) stops its worker, its
+//! the idle timeout is evicted (dropping a balancer stops its worker, its
 //! discovery and its endpoints), so a proxy that talked to 10,000 targets yesterday does not hold
 //! them today. Requests already sent finish: their futures do not hold the entry.
 //!
@@ -12,7 +12,7 @@
 //! built (per connection or per route), not per request, and keep the `Cached` service.
 //!
 //! ```
-//! use mesh_balance::cache::Cache;
+//! use mesh_core::stack::cache::Cache;
 //! use std::time::Duration;
 //! use tower::service_fn;
 //!
@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::NewService;
+use super::NewService;
 
 /// Services per target, built on first use, evicted when idle. See the [module docs](self).
 pub struct Cache<T, N: NewService<T>> {

@@ -3,27 +3,27 @@
 //! - [`ControlDiscovery`] implements [`Discover`] over Linkerd's `Destination.Get` (endpoints,
 //!   streamed into a live [`EndpointSet`] the balancer follows) and `Destination.GetProfile`
 //!   (routes, timeouts, retry budget, and `dst_overrides` as a weighted traffic split).
-//! - Streams reconnect with a jittered backoff. While the control plane is away the proxy keeps
-//!   serving with the last endpoints and profile it knew; when it returns, the first answer of
-//!   each stream replaces what was known (Linkerd's rule: stale state is used only until the first
-//!   message after a reconnect).
-//! - Certificates come from `Identity.Certify` ([`mesh_control::client::RemoteCertify`]) and the
+//! - Streams are followed by `mesh_control_client` (reconnecting with a jittered backoff). While
+//!   the control plane is away the proxy keeps serving with the last endpoints and profile it
+//!   knew; when it returns, the first answer of each stream replaces what was known (Linkerd's
+//!   rule: stale state is used only until the first message after a reconnect).
+//! - Certificates come from `Identity.Certify` ([`mesh_control_client::RemoteCertify`]) and the
 //!   inbound endpoint is registered with a lease (`--register`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use linkerd2_proxy_api::destination as api;
-use linkerd2_proxy_api::destination::destination_client::DestinationClient;
 use mesh_balance::discover::EndpointSet;
 use mesh_balance::{Endpoint, ProtocolHint, TlsIdentity};
+use mesh_control_client::{Update, destination};
 use mesh_tls::ServiceIdentity;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use crate::discovery::{Backend, Destination, Discover, Protocol, Route, normalize_authority};
+use super::{Backend, Destination, Discover, Protocol, Route, normalize_authority};
 
 /// Destinations from the control plane's Destination API.
 pub struct ControlDiscovery {
@@ -38,7 +38,7 @@ struct State {
 }
 
 impl ControlDiscovery {
-    /// Resolves over `channel` (see `mesh_control::client::channel`).
+    /// Resolves over `channel` (see `mesh_control_client::transport::channel`).
     pub fn new(channel: Channel) -> Arc<Self> {
         Arc::new(Self {
             channel,
@@ -92,48 +92,16 @@ impl std::fmt::Debug for ControlDiscovery {
     }
 }
 
-/// Backoff between reconnections: 100 ms doubling to 5 s, with up to 50% jitter.
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(100)
-        .saturating_mul(2u32.saturating_pow(attempt.min(6)))
-        .min(Duration::from_secs(5));
-    base + base.mul_f64(rand::random::<f64>() * 0.5)
-}
-
 async fn watch_endpoints(channel: Channel, authority: String, set: EndpointSet) {
-    let mut attempt = 0u32;
-    loop {
-        let mut client = DestinationClient::new(channel.clone());
-        let req = api::GetDestination {
-            scheme: "k8s".into(),
-            path: authority.clone(),
-            ..Default::default()
-        };
-        match client.get(req).await {
-            Ok(rsp) => {
-                let mut stream = rsp.into_inner();
-                let mut first = true;
-                loop {
-                    match stream.message().await {
-                        Ok(Some(update)) => {
-                            attempt = 0;
-                            apply(&set, update, first);
-                            first = false;
-                        }
-                        Ok(None) => break,
-                        Err(status) => {
-                            tracing::debug!(%authority, %status, "destination stream ended");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(status) => {
-                tracing::debug!(%authority, %status, "cannot resolve; keeping the last endpoints");
+    let mut updates = destination::endpoints(channel, authority.clone());
+    while let Some(update) = updates.next().await {
+        match update {
+            Update::Reset(u) => apply(&set, u, true),
+            Update::Next(u) => apply(&set, u, false),
+            Update::Lost(status) => {
+                tracing::debug!(%authority, %status, "destination stream lost; keeping the last endpoints");
             }
         }
-        tokio::time::sleep(backoff(attempt)).await;
-        attempt = attempt.saturating_add(1);
     }
 }
 
@@ -153,7 +121,7 @@ fn apply(set: &EndpointSet, update: api::Update, first: bool) {
             if first {
                 set.clear();
             } else {
-                set.remove(remove.addrs.iter().filter_map(socket_addr));
+                set.remove(remove.addrs.iter().filter_map(destination::socket_addr));
             }
         }
         Some(api::update::Update::NoEndpoints(_)) => set.clear(),
@@ -161,18 +129,12 @@ fn apply(set: &EndpointSet, update: api::Update, first: bool) {
     }
 }
 
-fn socket_addr(a: &linkerd2_proxy_api::net::TcpAddress) -> Option<SocketAddr> {
-    SocketAddr::try_from(*a).ok()
-}
-
 fn endpoint(w: api::WeightedAddr) -> Option<Endpoint> {
-    let addr = socket_addr(w.addr.as_ref()?)?;
-    let identity = w.tls_identity.and_then(|t| match t.strategy? {
-        api::tls_identity::Strategy::DnsLikeIdentity(d) => Some(d.name),
-        api::tls_identity::Strategy::UriLikeIdentity(u) => Some(u.uri),
-    });
-    let identity = identity.filter(|i| ServiceIdentity::parse(i).is_ok());
-    let mut ep = Endpoint::new(addr).with_identity(identity.map(TlsIdentity::new));
+    let addr = destination::socket_addr(w.addr.as_ref()?)?;
+    let identity = destination::tls_identity(&w)
+        .filter(|i| ServiceIdentity::parse(i).is_ok())
+        .map(|i| TlsIdentity::new(i.to_owned()));
+    let mut ep = Endpoint::new(addr).with_identity(identity);
     if let Some(hint) = w.protocol_hint.and_then(|h| h.protocol) {
         match hint {
             api::protocol_hint::Protocol::H2(_) => ep = ep.with_protocol(ProtocolHint::Http2),
@@ -190,45 +152,24 @@ async fn watch_profile(
     authority: String,
     tx: watch::Sender<Arc<Destination>>,
 ) {
-    let mut attempt = 0u32;
-    loop {
-        let mut client = DestinationClient::new(discovery.channel.clone());
-        let req = api::GetDestination {
-            scheme: "k8s".into(),
-            path: authority.clone(),
-            ..Default::default()
+    let mut profiles = destination::profiles(discovery.channel.clone(), authority.clone());
+    while let Some(update) = profiles.next().await {
+        let profile = match update {
+            Update::Reset(p) | Update::Next(p) => p,
+            Update::Lost(status) => {
+                tracing::debug!(%authority, %status, "profile stream lost; keeping the last profile");
+                continue;
+            }
         };
-        match client.get_profile(req).await {
-            Ok(rsp) => {
-                let mut stream = rsp.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(profile)) => {
-                            attempt = 0;
-                            let next = profile_to_destination(&discovery, &authority, profile);
-                            tx.send_if_modified(|cur| {
-                                if **cur == next {
-                                    false
-                                } else {
-                                    *cur = Arc::new(next);
-                                    true
-                                }
-                            });
-                        }
-                        Ok(None) => break,
-                        Err(status) => {
-                            tracing::debug!(%authority, %status, "profile stream ended");
-                            break;
-                        }
-                    }
-                }
+        let next = profile_to_destination(&discovery, &authority, profile);
+        tx.send_if_modified(|cur| {
+            if **cur == next {
+                false
+            } else {
+                *cur = Arc::new(next);
+                true
             }
-            Err(status) => {
-                tracing::debug!(%authority, %status, "cannot get the profile; keeping the last one");
-            }
-        }
-        tokio::time::sleep(backoff(attempt)).await;
-        attempt = attempt.saturating_add(1);
+        });
     }
 }
 

@@ -1,9 +1,20 @@
-//! Targets and their parameters: how a layer asks a target for what it needs.
+//! The stack vocabulary: targets, their parameters, services built per target, and a cache of
+//! them.
 //!
 //! Stacks in the mesh are built over small *target* types that say what a connection or a
 //! request is for (an accepted connection, a logical service, an endpoint). A layer never names a
 //! concrete target; it asks for a parameter through a `T: Param<P>` bound, so the same layer
 //! serves the inbound and the outbound stacks and a user's own types.
+//!
+//! - [`Param`]: a target gives a layer the one value it needs.
+//! - [`NewService`]: builds the service for a target (synchronously; connecting happens later).
+//! - [`cache::Cache`]: one service per target, built on first use, evicted when idle; what a
+//!   proxy keeps its per-destination stacks in.
+
+pub mod cache;
+mod new_service;
+
+pub use self::new_service::NewService;
 
 /// A target that can produce a parameter of type `P`.
 ///

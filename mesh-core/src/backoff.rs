@@ -8,7 +8,7 @@ use rand::Rng;
 /// of up to `jitter` times that (so peers that failed together do not retry together).
 ///
 /// ```
-/// use mesh_balance::Backoff;
+/// use mesh_core::backoff::Backoff;
 /// use std::time::Duration;
 ///
 /// let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).with_jitter(0.0);

@@ -1,4 +1,4 @@
-//! The proxy against a real control plane (mesh-control): certificates from `Identity.Certify`
+//! The sidecar against a real control plane (`mesh-proxy` and `mesh-control` together): certificates from `Identity.Certify`
 //! with a bootstrap token, the inbound endpoint registered, destinations from `Destination.Get`;
 //! and traffic that survives the control plane going away and coming back.
 
@@ -10,7 +10,7 @@ use clap::Parser;
 use mesh_control::{Config as ControlConfig, ControlPlane};
 use mesh_proxy::{Args, Proxy};
 
-use crate::support::*;
+use crate::proxy_support::*;
 
 const MESH_YAML: &str =
     "services:\n  - name: backend\n    namespace: test\n    ports:\n      - port: 8080\n";
