@@ -149,7 +149,7 @@ fn check_certificates(r: &mut Report, state: &Path) {
         Ok(ca) => {
             r.ok("trust anchors and issuer are valid and chain together");
             // The same rule as the dashboard's health panel.
-            use mesh_control::dashboard::health::{Status, certificate_status};
+            use mesh_viz::dashboard::health::{Status, certificate_status};
             let (status, days) = certificate_status(ca.issuer_not_after(), SystemTime::now());
             match status {
                 Status::Ok => r.ok(&format!(

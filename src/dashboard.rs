@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_control::metrics::api;
+use mesh_viz::metrics::api;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 

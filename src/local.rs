@@ -77,13 +77,18 @@ pub(crate) async fn control(args: ControlArgs) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
+    let viz = mesh_viz::Viz::start(&cp, mesh_viz::Config::new())
+        .await
+        .context("cannot start metrics, tap and the dashboard")?;
     eprintln!(
         "mesh control: listening on {} as {} (state in {})",
         cp.addr(),
         cp.identity(),
         args.state_dir.display()
     );
-    cp.run_until(shutdown_signal()).await;
+    shutdown_signal().await;
+    viz.shutdown().await;
+    cp.shutdown().await;
     Ok(())
 }
 
@@ -243,7 +248,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .outbound_addr()
         .context("the sidecar has no outbound listener")?;
     // Recorded for the control plane's metrics scraper and tap fan-out.
-    let record = mesh_control::metrics::Workload {
+    let record = mesh_viz::metrics::Workload {
         name: args.name.clone(),
         namespace: args.namespace.clone(),
         identity: identity.to_string(),
@@ -436,6 +441,9 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the control plane")?;
+    let viz = mesh_viz::Viz::start(&cp, mesh_viz::Config::new())
+        .await
+        .context("cannot start metrics, tap and the dashboard")?;
     eprintln!(
         "mesh demo: control plane on {} as {}",
         cp.addr(),
@@ -522,7 +530,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("Voting for :doughnut: always fails, and one emoji's page is a 404. Find them:");
     println!(
         "  http://{}/   # the dashboard: health, topology, golden metrics, live tap (`mesh dashboard`)",
-        cp.api_addr()
+        viz.api_addr()
     );
     println!("  mesh stat deploy -n emojivoto        # success rate, RPS, latency per workload");
     println!("  mesh edges -n emojivoto              # who calls whom, secured by mTLS");
@@ -551,6 +559,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             let _ = child.kill().await;
         }
     }
+    viz.shutdown().await;
     cp.shutdown().await;
     Ok(())
 }

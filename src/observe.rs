@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use mesh_control::metrics::{
+use mesh_viz::metrics::{
     self, EdgesQuery, MetricsSource, Output, PrometheusSource, Resource, RoutesQuery, StatQuery,
     Target, api,
 };
@@ -186,8 +186,8 @@ pub(crate) struct TapArgs {
 }
 
 impl TapArgs {
-    fn query(&self) -> mesh_control::tap::TapQuery {
-        let mut q = mesh_control::tap::TapQuery::new(self.namespace.clone(), self.resource.clone())
+    fn query(&self) -> mesh_viz::tap::TapQuery {
+        let mut q = mesh_viz::tap::TapQuery::new(self.namespace.clone(), self.resource.clone())
             .max_rps(self.max_rps);
         if let Some(t) = &self.to {
             q = q.to(t.clone());
@@ -218,7 +218,7 @@ impl TapArgs {
 }
 
 pub(crate) async fn tap(args: TapArgs) -> anyhow::Result<()> {
-    use mesh_control::tap::{ProxyState, TapLine, client, render};
+    use mesh_viz::tap::{ProxyState, TapLine, client, render};
     let json = match args.output.as_str() {
         "" | "table" => false,
         "json" => true,
@@ -244,7 +244,7 @@ pub(crate) async fn tap(args: TapArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn top(args: TapArgs) -> anyhow::Result<()> {
-    let lines = mesh_control::tap::client::stream(args.api()?, &args.query()).await?;
+    let lines = mesh_viz::tap::client::stream(args.api()?, &args.query()).await?;
     crate::top::run_top(lines).await?;
     Ok(())
 }

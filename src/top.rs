@@ -1,7 +1,7 @@
 //! `mesh top`: a live table of the busiest paths, refreshed in place until `q`.
 //!
 //! The rows come from the control plane's tap stream, aggregated by
-//! [`mesh_control::tap::Top`] exactly as `linkerd viz top` does; this module only draws them
+//! [`mesh_viz::tap::Top`] exactly as `linkerd viz top` does; this module only draws them
 //! (ratatui over crossterm, in the alternate screen) with Linkerd's columns and widths: Source,
 //! Destination and Path as wide as their longest value, Method 10, Count/Best/Worst/Last 6 and
 //! Success Rate 12, numbers right-aligned, two spaces between columns.
@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use mesh_control::tap::client::TapStream;
-use mesh_control::tap::{ProxyState, ProxyStatus, TOP_HEADERS, TapLine, Top, TopRow};
+use mesh_viz::tap::client::TapStream;
+use mesh_viz::tap::{ProxyState, ProxyStatus, TOP_HEADERS, TapLine, Top, TopRow};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
@@ -221,7 +221,7 @@ pub(crate) fn table(rows: &[TopRow]) -> Table<'static> {
 mod tests {
     use std::time::Duration;
 
-    use mesh_control::tap::TopRow;
+    use mesh_viz::tap::TopRow;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use ratatui::buffer::Buffer;

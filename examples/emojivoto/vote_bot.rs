@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, env = "WEB_HOST", default_value = "127.0.0.1:8080")]
     pub web_authority: String,
     /// Pause between iterations (`1s`, `250ms`).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = mesh_core::duration::parse)]
     pub interval: Duration,
     /// Stop after this many iterations (default: run until stopped).
     #[arg(long)]
@@ -230,23 +230,4 @@ fn encode(value: &str) -> String {
         }
     }
     out
-}
-
-/// Parses `250ms`, `1s`, `1.5s`, `2m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 1s or 250ms"))?;
-    let secs = match unit.trim() {
-        "ms" => num / 1000.0,
-        "s" | "" => num,
-        "m" => num * 60.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?}: use ms, s or m")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }

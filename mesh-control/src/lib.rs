@@ -12,19 +12,11 @@
 //!   identity), `InboundServerPolicies` and `OutboundPolicies`, plus the mesh's own
 //!   `Registration` service; all on one port, over TLS with the control plane's own identity;
 //! - the **state directory** ([`state`]): the CA (trust anchor and issuer, generated once, reused
-//!   on every restart), the listen address and identity for CLIs, bootstrap tokens;
-//! - the clients of the above live in `mesh-control-client`, which proxies link instead of this
-//!   crate;
-//! - **observability** for the CLI and the dashboard: an embedded metrics store scraping every
-//!   workload's proxy, Linkerd's `stat`/`routes`/`edges` queries (or the same through a real
-//!   Prometheus) ([`metrics`]), and tap fanned out to the proxies over mutual TLS with the
-//!   control plane's own identity, merged into one stream ([`tap`]); both served as a JSON API on
-//!   127.0.0.1 (its address in `<state-dir>/api.addr`);
-//! - the **web dashboard** ([`dashboard`]) on the same loopback port: health, topology, golden
-//!   metrics per namespace, workload and route, live top and tap, traffic splits.
+//!   on every restart), the listen address and identity for CLIs, bootstrap tokens.
 //!
-//! It does not own data-plane code: proxies (`mesh-proxy`) consume these APIs. The Kubernetes
-//! backend is still to come.
+//! It does not own data-plane code: proxies (`mesh-proxy`) consume these APIs through the
+//! clients in `mesh-control-client`, never linking this crate; observability (metrics, tap, the dashboard) is `mesh-viz`'s. The
+//! Kubernetes backend is still to come.
 //!
 //! # Example
 //!
@@ -67,18 +59,15 @@
 //! ```
 //!
 //! The `mesh control` command is a thin call: build a [`Config`] from the flags, then
-//! [`ControlPlane::start`] and [`ControlPlane::run_until`] a signal.
+//! [`ControlPlane::start`], start `mesh-viz` beside it, and shut both down on a signal.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod catalog;
-pub mod dashboard;
-pub mod metrics;
 pub mod name;
 mod server;
 pub mod state;
-pub mod tap;
 pub mod token;
 
 pub use self::server::{CONTROLLER, Config, ControlPlane, DEFAULT_LISTEN, StartError};

@@ -30,8 +30,8 @@ use crate::api::inbound::InboundPolicyService;
 use crate::api::outbound::OutboundPolicyService;
 use crate::api::registration::RegistrationService;
 use crate::catalog::{Catalog, CatalogError, LocalCatalog, Snapshot};
+use crate::state;
 use crate::token::{TokenError, TokenStore};
-use crate::{metrics, state};
 
 /// The service account and namespace of the control plane's own identity.
 pub const CONTROLLER: (&str, &str) = ("controller", "mesh-system");
@@ -55,8 +55,6 @@ pub struct Config {
     tokens: Option<TokenStore>,
     catalog: Option<Arc<dyn Catalog>>,
     drain_timeout: Duration,
-    api_listen: SocketAddr,
-    scrape_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -117,8 +115,6 @@ impl Config {
             tokens: None,
             catalog: None,
             drain_timeout: Duration::from_secs(5),
-            api_listen: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0),
-            scrape_interval: metrics::DEFAULT_INTERVAL,
         }
     }
 
@@ -204,20 +200,6 @@ impl Config {
         self
     }
 
-    /// Where the metrics API ([`metrics::api`]) listens. Default is `127.0.0.1:0`, a free
-    /// port on loopback (read it from [`ControlPlane::api_addr`] or `api.addr`).
-    pub fn api_listen(mut self, addr: SocketAddr) -> Self {
-        self.api_listen = addr;
-        self
-    }
-
-    /// How often every proxy's `/metrics` is scraped. Default is
-    /// [`metrics::DEFAULT_INTERVAL`], 2 s.
-    pub fn scrape_interval(mut self, interval: Duration) -> Self {
-        self.scrape_interval = interval;
-        self
-    }
-
     /// The state directory.
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
@@ -257,13 +239,11 @@ impl std::fmt::Debug for Config {
 ///    proxy's first `Certify` has none; a client that presents one is verified against the trust
 ///    anchors and its identity reaches the handlers), then HTTP/2 with the gRPC router.
 ///
-/// 7. the metrics store starts scraping the proxies of the workloads `mesh run` records under
-///    `workloads/`, and the metrics API ([`metrics::api`]), the tap API and the web dashboard
-///    ([`dashboard`](crate::dashboard)) listen on their own loopback port, written to `api.addr`.
+/// Observability (the metrics store, tap and the dashboard) is `mesh-viz`'s, started beside it.
 ///
 /// [`shutdown`](Self::shutdown) stops accepting, ends every watch stream with `UNAVAILABLE` (so
 /// proxies reconnect, and keep serving from what they last received meanwhile), drains
-/// connections for up to the drain timeout, and removes `control.addr` and `api.addr`.
+/// connections for up to the drain timeout, and removes `control.addr`.
 pub struct ControlPlane {
     addr: SocketAddr,
     identity: ServiceIdentity,
@@ -276,9 +256,6 @@ pub struct ControlPlane {
     shutdown: CancellationToken,
     server: Option<JoinHandle<()>>,
     refresh: JoinHandle<()>,
-    api_addr: SocketAddr,
-    metrics: metrics::Store,
-    metrics_tasks: Vec<JoinHandle<()>>,
 }
 
 impl ControlPlane {
@@ -378,19 +355,6 @@ impl ControlPlane {
             addr: config.listen,
             source,
         })?;
-        let api_listener = TcpListener::bind(config.api_listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.api_listen,
-                source,
-            })?;
-        let api_addr = api_listener
-            .local_addr()
-            .map_err(|source| StartError::Listen {
-                addr: config.api_listen,
-                source,
-            })?;
-
         let shutdown = CancellationToken::new();
         let snapshots = catalog.snapshots();
         let mut routes = Routes::builder();
@@ -431,36 +395,6 @@ impl ControlPlane {
             config.drain_timeout,
         ));
 
-        // The metrics store, its scraper, and the metrics API for the CLI and the dashboard.
-        let stale_after = (config.scrape_interval * 3 + metrics::DEFAULT_TIMEOUT)
-            .max(metrics::DEFAULT_STALE_AFTER);
-        let metrics = metrics::Store::new().stale_after(stale_after);
-        // Tap fans Tap.Observe out to the workloads' proxies with the control plane's identity.
-        let tapper = crate::tap::Tapper::new(ca.clone(), identity.clone(), &dir)
-            .map_err(|e| StartError::SelfCertify(e.to_string()))?
-            .catalog(catalog.snapshots())
-            .close_on(shutdown.clone());
-        // The dashboard shares the API's listener: `http://<api.addr>/` is its overview.
-        let dashboard = crate::dashboard::Dashboard::new(metrics.clone())
-            .control_plane(addr, identity.clone(), ca.clone())
-            .catalog(catalog.snapshots())
-            .tapper(tapper.clone());
-        let metrics_tasks = vec![
-            metrics::Scraper::new(metrics.clone(), &dir)
-                .interval(config.scrape_interval)
-                .spawn(shutdown.clone()),
-            tokio::spawn(metrics::api::serve(
-                api_listener,
-                metrics::api::router(metrics.clone())
-                    .merge(crate::tap::api::router(tapper))
-                    .merge(dashboard.router())
-                    .layer(axum::middleware::from_fn(crate::dashboard::guard)),
-                shutdown.clone(),
-            )),
-        ];
-        state::write_atomic(&dir, metrics::api::API_ADDR, &format!("{api_addr}\n"))
-            .map_err(state_err)?;
-
         state::write_atomic(&dir, state::CONTROL_ADDR, &format!("{addr}\n")).map_err(state_err)?;
         state::write_atomic(&dir, state::CONTROL_IDENTITY, &format!("{identity}\n"))
             .map_err(state_err)?;
@@ -478,20 +412,7 @@ impl ControlPlane {
             shutdown,
             server: Some(server),
             refresh,
-            api_addr,
-            metrics,
-            metrics_tasks,
         })
-    }
-
-    /// Where the metrics API listens.
-    pub fn api_addr(&self) -> SocketAddr {
-        self.api_addr
-    }
-
-    /// The embedded metrics store (what the metrics API and the dashboard read).
-    pub fn metrics(&self) -> &metrics::Store {
-        &self.metrics
     }
 
     /// Where the control plane listens.
@@ -565,18 +486,6 @@ impl ControlPlane {
             tracing::error!("the control plane's server task panicked");
         }
         self.refresh.abort();
-        for task in std::mem::take(&mut self.metrics_tasks) {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-        if metrics::api::read_addr(&self.state_dir).ok() == Some(self.api_addr) {
-            let _ = std::fs::remove_file(self.state_dir.join(metrics::api::API_ADDR));
-        }
         let addr_file = self.state_dir.join(state::CONTROL_ADDR);
         if state::read_control_addr(&self.state_dir).ok() == Some(self.addr) {
             let _ = std::fs::remove_file(addr_file);
@@ -598,9 +507,6 @@ impl Drop for ControlPlane {
             server.abort();
         }
         self.refresh.abort();
-        for task in &self.metrics_tasks {
-            task.abort();
-        }
     }
 }
 

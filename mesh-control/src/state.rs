@@ -78,7 +78,7 @@ pub fn tokens_dir(dir: &Path) -> PathBuf {
 }
 
 /// Writes `contents` to `dir/name` atomically (a temporary file renamed over it).
-pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &str) -> io::Result<()> {
+pub fn write_atomic(dir: &Path, name: &str, contents: &str) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, contents)?;
     std::fs::rename(&tmp, dir.join(name))

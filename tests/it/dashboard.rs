@@ -97,7 +97,7 @@ fn mesh(state: &Path, args: &[&str]) -> std::process::Output {
 fn start_demo(state: &Path) -> (Demo, SocketAddr) {
     let demo = Demo::start(state, "100ms");
     let api = until(Duration::from_secs(60), "the control plane's API", || {
-        mesh_control::metrics::api::read_addr(state).ok()
+        mesh_viz::metrics::api::read_addr(state).ok()
     });
     until(
         Duration::from_secs(90),

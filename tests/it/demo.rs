@@ -307,12 +307,12 @@ fn prometheus_and_the_embedded_store_agree() {
         (n == 4).then_some(())
     });
     let sd = dir.path().join("targets.json");
-    let targets = mesh_control::metrics::prometheus::file_sd_targets(&state).expect("targets");
+    let targets = mesh_viz::metrics::prometheus::file_sd_targets(&state).expect("targets");
     std::fs::write(&sd, targets.to_string()).expect("write targets");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
-        mesh_control::metrics::prometheus::scrape_config(&sd, Duration::from_secs(1)),
+        mesh_viz::metrics::prometheus::scrape_config(&sd, Duration::from_secs(1)),
     )
     .expect("write config");
     let prom = format!("127.0.0.1:{}", free_port());

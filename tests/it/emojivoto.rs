@@ -354,14 +354,3 @@ fn only_rocket_has_a_broken_page() {
         assert_eq!(found, shortcode != web::BROKEN_PAGE, "{shortcode} -> {key}");
     }
 }
-
-#[test]
-fn intervals_parse() {
-    let parse = vote_bot::parse_duration;
-    assert_eq!(parse("1s"), Ok(Duration::from_secs(1)));
-    assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
-    assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
-    assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
-    assert!(parse("fast").is_err());
-    assert!(parse("5h").is_err());
-}

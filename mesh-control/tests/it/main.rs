@@ -6,7 +6,5 @@ mod conformance;
 mod identity;
 mod lifecycle;
 mod live_edit;
-mod metrics;
 mod registration;
 mod support;
-mod tap;

@@ -48,7 +48,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use mesh_control::metrics::{render_stat, Output, Resource, StatQuery, Store, Workload};
+//! use mesh_viz::metrics::{render_stat, Output, Resource, StatQuery, Store, Workload};
 //!
 //! let web = Workload {
 //!     name: "web".into(),

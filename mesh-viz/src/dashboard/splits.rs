@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::html::{esc, golden_cells, workload_href};
-use crate::catalog::Snapshot;
 use crate::metrics::StatRow;
+use mesh_control::catalog::Snapshot;
 
 /// One traffic split, as `GET /api/splits` answers it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,8 +152,8 @@ pub(crate) fn render(splits: &[Split]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Service, ServiceRef, SplitBackend as CatalogBackend};
     use crate::metrics::{Meshed, ResourceKind};
+    use mesh_control::catalog::{Service, ServiceRef, SplitBackend as CatalogBackend};
 
     fn snapshot() -> Snapshot {
         let mut snap = Snapshot::default();

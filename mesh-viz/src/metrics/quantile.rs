@@ -11,7 +11,7 @@
 ///   monotonic.
 ///
 /// ```
-/// use mesh_control::metrics::histogram_quantile;
+/// use mesh_viz::metrics::histogram_quantile;
 ///
 /// // 10 observations up to 1 ms, 10 more up to 2 ms.
 /// let buckets = [(1.0, 10.0), (2.0, 20.0), (f64::INFINITY, 20.0)];

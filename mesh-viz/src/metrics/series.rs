@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use mesh_control::metrics::{SeriesQuery, Store, Workload};
+//! use mesh_viz::metrics::{SeriesQuery, Store, Workload};
 //!
 //! let web = Workload {
 //!     name: "web".into(),

@@ -24,7 +24,7 @@ pub const WORKLOADS_DIR: &str = "workloads";
 /// A running workload and its proxy, as `mesh run` records it.
 ///
 /// ```
-/// use mesh_control::metrics::Workload;
+/// use mesh_viz::metrics::Workload;
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let web = Workload {

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 use mesh_tls::{CertificateAuthority, ServiceIdentity, UtcTime};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Snapshot;
 use crate::metrics::MetricsSource;
 use crate::tap::Tapper;
+use mesh_control::catalog::Snapshot;
 
 /// A certificate that expires within this is a warning (what `mesh check` warns at).
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(60 * 86_400);

@@ -61,7 +61,7 @@ pub struct TopRow {
 /// Aggregates tap events into [`TopRow`]s.
 ///
 /// ```
-/// use mesh_control::tap::{Direction, Eos, Event, HttpEvent, StreamId, Top};
+/// use mesh_viz::tap::{Direction, Eos, Event, HttpEvent, StreamId, Top};
 ///
 /// let id = StreamId { base: 1, stream: 0 };
 /// let event = |http| Event {

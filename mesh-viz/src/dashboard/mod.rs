@@ -43,8 +43,8 @@
 //! The control plane mounts it for you; any [`MetricsSource`] can be shown:
 //!
 //! ```
-//! use mesh_control::dashboard::Dashboard;
-//! use mesh_control::metrics::Store;
+//! use mesh_viz::dashboard::Dashboard;
+//! use mesh_viz::metrics::Store;
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -85,9 +85,9 @@ use tokio::sync::watch;
 pub use self::health::{Certificate, Component, Health, Status};
 pub use self::live::{SeriesParams, TOP_INTERVAL, TOP_ROWS, TopRowJson, TopSnapshot};
 pub use self::splits::{Split, SplitBackend};
-use crate::catalog::Snapshot;
 use crate::metrics::{MetricsSource, QueryError, StatRow, api};
 use crate::tap::Tapper;
+use mesh_control::catalog::Snapshot;
 
 /// Where the script is served.
 pub const SCRIPT_PATH: &str = "/assets/app.js";

@@ -18,14 +18,14 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use linkerd2_proxy_api::tap as api;
 use linkerd2_proxy_api::tap::tap_server::{Tap as TapApi, TapServer};
-use mesh_control::tap::{
-    self, Direction, Eos, Event, HttpEvent, ProxyState, ProxyStatus, StreamId, TapLine, TapQuery,
-    Tapper, Top,
-};
 use mesh_core::BoxError;
 use mesh_core::tap::{Filter, Tap, TapLayer, TapMeta, TapPeer};
 use mesh_tls::server::{ClientAuth, ServerTlsStream};
 use mesh_tls::{Credentials, ServiceIdentity, TlsServerLayer};
+use mesh_viz::tap::{
+    self, Direction, Eos, Event, HttpEvent, ProxyState, ProxyStatus, StreamId, TapLine, TapQuery,
+    Tapper, Top,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower::util::BoxCloneService;

@@ -9,7 +9,7 @@ use crate::metrics::{format_latency, format_rps, format_success};
 /// Text escaped for an HTML text node or a quoted attribute value.
 ///
 /// ```
-/// # use mesh_control::dashboard::html::esc;
+/// # use mesh_viz::dashboard::html::esc;
 /// assert_eq!(esc(r#"<b a="1">&'"#).to_string(), "&lt;b a=&quot;1&quot;&gt;&amp;&#39;");
 /// ```
 pub fn esc(s: &str) -> Esc<'_> {
@@ -41,7 +41,7 @@ impl fmt::Display for Esc<'_> {
 /// A path segment, percent-encoded (and so also safe in an attribute).
 ///
 /// ```
-/// # use mesh_control::dashboard::html::segment;
+/// # use mesh_viz::dashboard::html::segment;
 /// assert_eq!(segment("a b/<c>"), "a%20b%2F%3Cc%3E");
 /// ```
 pub fn segment(s: &str) -> String {

@@ -2,7 +2,7 @@
 //! plane's API, so that `mesh tap` and `mesh top` only print or aggregate.
 //!
 //! ```no_run
-//! use mesh_control::tap::{TapLine, TapQuery, client, render};
+//! use mesh_viz::tap::{TapLine, TapQuery, client, render};
 //!
 //! # async fn f(api: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 //! let query = TapQuery::new("emojivoto", "deploy/web").path("/api/vote");

@@ -15,13 +15,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use mesh_control::metrics::api::{self, ApiClient};
-use mesh_control::metrics::openmetrics;
-use mesh_control::metrics::{
+use mesh_core::metrics::{self as core_metrics, HttpMetrics, Labels};
+use mesh_viz::metrics::api::{self, ApiClient};
+use mesh_viz::metrics::openmetrics;
+use mesh_viz::metrics::{
     Direction, EdgesQuery, MetricsSource, Output, PrometheusSource, Resource, ResourceKind,
     RoutesQuery, Scraper, StatQuery, StatRow, Store, Workload, render_edges, render_stat,
 };
-use mesh_core::metrics::{self as core_metrics, HttpMetrics, Labels};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -324,9 +324,9 @@ async fn stat_until(
 async fn the_control_plane_scrapes_and_serves_the_json_api() {
     let h = Harness::start_with(None, |c| c.scrape_interval(Duration::from_millis(100))).await;
     let state = h.cp.state_dir().to_path_buf();
-    assert_eq!(api::read_addr(&state).expect("api.addr"), h.cp.api_addr());
+    assert_eq!(api::read_addr(&state).expect("api.addr"), h.viz.api_addr());
     let (web, voting, bot) = emojivoto(&state).await;
-    let client = ApiClient::new(h.cp.api_addr());
+    let client = ApiClient::new(h.viz.api_addr());
 
     // Every proxy scraped once before the traffic, so all of it falls between scrapes.
     within("the first scrapes", async {
@@ -360,9 +360,7 @@ async fn the_control_plane_scrapes_and_serves_the_json_api() {
     // --to: web's calls to voting only.
     let to = q
         .clone()
-        .to(mesh_control::metrics::Target::new(Resource::deploy(
-            "voting",
-        )));
+        .to(mesh_viz::metrics::Target::new(Resource::deploy("voting")));
     let rows = client.stat(&to).await.expect("stat --to");
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!((rows[0].name.as_str(), rows[0].success), ("web", Some(1.0)));
@@ -390,11 +388,11 @@ async fn the_control_plane_scrapes_and_serves_the_json_api() {
         .await
         .expect_err("no such service");
     assert!(
-        matches!(bad, mesh_control::metrics::QueryError::NotFound(_)),
+        matches!(bad, mesh_viz::metrics::QueryError::NotFound(_)),
         "{bad:?}"
     );
     let http = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let uri = format!("http://{}/api/stat?resource=cronjob", h.cp.api_addr());
+    let uri = format!("http://{}/api/stat?resource=cronjob", h.viz.api_addr());
     let rsp = within("GET", http.get(uri.parse().expect("uri")))
         .await
         .expect("response");
@@ -412,7 +410,7 @@ async fn the_control_plane_scrapes_and_serves_the_json_api() {
     // The raw JSON of /api/stat is what `-o json` prints.
     let uri = format!(
         "http://{}/api/stat?resource=deploy/web&namespace={NS}&window=1m",
-        h.cp.api_addr()
+        h.viz.api_addr()
     );
     let rsp = within("GET", http.get(uri.parse().expect("uri")))
         .await
@@ -442,7 +440,7 @@ async fn the_control_plane_scrapes_and_serves_the_json_api() {
     let rsp = within("GET", http.request(req)).await.expect("response");
     assert_eq!(rsp.status(), http::StatusCode::OK);
 
-    within("shutdown", h.cp.shutdown()).await;
+    within("shutdown", h.viz.shutdown()).await;
     assert!(api::read_addr(&state).is_err(), "api.addr is removed");
 }
 

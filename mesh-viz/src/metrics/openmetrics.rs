@@ -10,7 +10,7 @@
 //! counted, so one bad family from a proxy does not blind the control plane to the rest.
 //!
 //! ```
-//! use mesh_control::metrics::openmetrics;
+//! use mesh_viz::metrics::openmetrics;
 //!
 //! let parsed = openmetrics::parse(concat!(
 //!     "# TYPE request counter\n",

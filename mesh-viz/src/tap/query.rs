@@ -12,7 +12,7 @@ use linkerd2_proxy_api::tap::observe_request::r#match::{self as pb, http::string
 use serde::{Deserialize, Serialize};
 
 use super::workload::Workload;
-use crate::catalog::{ServiceRef, Snapshot};
+use mesh_control::catalog::{ServiceRef, Snapshot};
 
 /// The requests rate `tap` and `top` default to, as Linkerd's `--max-rps`.
 pub const DEFAULT_MAX_RPS: f64 = 100.0;
@@ -21,7 +21,7 @@ pub const DEFAULT_MAX_RPS: f64 = 100.0;
 /// their flags.
 ///
 /// ```
-/// use mesh_control::tap::TapQuery;
+/// use mesh_viz::tap::TapQuery;
 ///
 /// let q = TapQuery::new("emojivoto", "deploy/web").path("/api/vote").method("POST").limit(10);
 /// assert_eq!(

@@ -18,7 +18,7 @@ use super::event::{Direction, Eos, Event, HttpEvent, StreamId};
 /// Renders an event as `linkerd viz tap` prints it, without the newline.
 ///
 /// ```
-/// use mesh_control::tap::{Direction, Event, HttpEvent, StreamId, render};
+/// use mesh_viz::tap::{Direction, Event, HttpEvent, StreamId, render};
 ///
 /// let event = Event {
 ///     workload: "web".into(),

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::event::{Event, HttpEvent, ProxyState, ProxyStatus, StreamId, TapLine};
 use super::query::{QueryError, TapQuery};
 use super::workload::{self, Workload};
-use crate::catalog::Snapshot;
-use crate::server::ControlPlane;
+use mesh_control::ControlPlane;
+use mesh_control::catalog::Snapshot;
 use mesh_control_client::transport::{self as client, Tls};
 
 /// Lines buffered between the proxies' streams and the merged stream's reader. When the reader

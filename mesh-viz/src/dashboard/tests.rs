@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::*;
-use crate::catalog::{Service, ServiceRef, SplitBackend as CatalogBackend};
 use crate::metrics::{Store, Workload};
+use mesh_control::catalog::{Service, ServiceRef, SplitBackend as CatalogBackend};
 
 const NS: &str = "emojivoto";
 
@@ -254,7 +254,7 @@ async fn names_from_registrations_are_escaped_everywhere() {
 
 #[tokio::test]
 async fn splits_show_weights_and_backend_numbers() {
-    let mut snap = crate::catalog::Snapshot::default();
+    let mut snap = mesh_control::catalog::Snapshot::default();
     let mut web = Service::new(ServiceRef::new("web", NS));
     web.split = vec![
         CatalogBackend {

@@ -43,7 +43,7 @@ pub struct ScrapeReport {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use mesh_control::metrics::{Scraper, Store};
+/// use mesh_viz::metrics::{Scraper, Store};
 ///
 /// # async fn f(state_dir: std::path::PathBuf) {
 /// let store = Store::new();

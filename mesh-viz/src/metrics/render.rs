@@ -119,7 +119,7 @@ fn format_bytes(v: Option<f64>) -> String {
 /// stderr instead.
 ///
 /// ```
-/// use mesh_control::metrics::{render_stat, Output, StatRow};
+/// use mesh_viz::metrics::{render_stat, Output, StatRow};
 ///
 /// let rows: Vec<StatRow> = serde_json::from_str(r#"[{
 ///     "namespace": "emojivoto", "kind": "deployment", "name": "emoji", "meshed": "1/1",

@@ -30,7 +30,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use mesh_control::tap::{self, TapLine, TapQuery, Tapper};
+//! use mesh_viz::tap::{self, TapLine, TapQuery, Tapper};
 //! use mesh_control::{Config, ControlPlane};
 //!
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
