@@ -5,7 +5,7 @@
 //! | `balancer_endpoints` | gauge | `target`, `state` = `ready` \| `pending` \| `ejected` | endpoints by state: `ready` can take a request now, `pending` is not ready yet (connecting, saturated), `ejected` is held back by failure accrual |
 //! | `balancer_ejections_total` | counter | `target` | endpoints ejected after consecutive failures |
 //! | `balancer_fail_open_total` | counter | `target` | ejections *not* made because too few endpoints would be left: the balancer kept sending to a failing endpoint rather than to none |
-//! | `balancer_unavailable_total` | counter | `target`, `reason` | requests failed without reaching an endpoint ([`Reason`]) |
+//! | `balancer_unavailable_total` | counter | `target`, `reason` | requests failed without reaching an endpoint ([`Reason`](crate::Reason)) |
 //!
 //! Register under a prefix to get Linkerd-like names, e.g.
 //! `registry.sub_registry_with_prefix("outbound_http")` gives `outbound_http_balancer_endpoints`.
@@ -20,7 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::error::Reason;
+use crate::error::REASONS;
 
 /// The balancer metric families; clone it into every balancer's builder.
 ///
@@ -65,7 +65,7 @@ pub(crate) struct TargetMetrics {
     pub(crate) ejected: Gauge,
     pub(crate) ejections: Counter,
     pub(crate) fail_open: Counter,
-    pub(crate) unavailable: [Counter; Reason::COUNT],
+    pub(crate) unavailable: [Counter; REASONS.len()],
 }
 
 impl BalanceMetrics {
@@ -116,7 +116,7 @@ impl BalanceMetrics {
             ejected: state("ejected"),
             ejections: self.ejections.get_or_create_owned(&labels),
             fail_open: self.fail_open.get_or_create_owned(&labels),
-            unavailable: Reason::ALL.map(|r| {
+            unavailable: REASONS.map(|r| {
                 self.unavailable.get_or_create_owned(&ReasonLabels {
                     target: target.to_owned(),
                     reason: r.as_str(),
@@ -152,7 +152,8 @@ mod tests {
         let t = m.target("web.emojivoto:80");
         t.ready.set(2);
         t.fail_open.inc();
-        t.unavailable[Reason::QueueFull.index()].inc();
+        let i = crate::error::reason_index(crate::Reason::QueueFull).expect("a balancer reason");
+        t.unavailable[i].inc();
         let mut out = String::new();
         encode(&mut out, &registry).unwrap();
         for want in [

@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
 use crate::accrual::FailureAccrual;
-use crate::error::{Reason, Unavailable};
+use crate::error::{REASONS, Reason, Unavailable, reason_index};
 use crate::metrics::TargetMetrics;
 use crate::stats::{EndpointSnapshot, EndpointStatus};
 
@@ -66,7 +66,7 @@ pub(crate) struct TargetState {
     ejected: Level,
     ejections: Tally,
     fail_open: Tally,
-    unavailable: [Tally; Reason::COUNT],
+    unavailable: [Tally; REASONS.len()],
 }
 
 #[derive(Debug, Default)]
@@ -220,7 +220,9 @@ impl TargetState {
     }
 
     pub(crate) fn count_unavailable(&self, reason: Reason) {
-        self.unavailable[reason.index()].inc();
+        if let Some(i) = reason_index(reason) {
+            self.unavailable[i].inc();
+        }
     }
 
     pub(crate) fn endpoints_total(&self) -> usize {
@@ -248,7 +250,7 @@ impl TargetState {
     }
 
     pub(crate) fn unavailable_total(&self, reason: Reason) -> u64 {
-        self.unavailable[reason.index()].get()
+        reason_index(reason).map_or(0, |i| self.unavailable[i].get())
     }
 
     pub(crate) fn snapshot(&self) -> Vec<EndpointSnapshot> {

@@ -10,6 +10,14 @@
 //!   `grpc-status` fails too (the server broke the protocol); gRPC status wins over HTTP status;
 //! - an error (timeout, refused connection, reset stream, fail-fast) fails, with a reason.
 //!
+//! A response is judged once per hop: the first layer to see it (failure accrual at the
+//! endpoint, in a proxy's outbound stack) calls [`Classifier::classify_response`], which records
+//! the [`Decision`] in the response's extensions as a [`Classification`]; every layer above
+//! (per-attempt metrics, the retry policy, per-request metrics) reads that decision instead of
+//! judging again, so one classifier (a route's response classes) decides for all of them. A
+//! gRPC decision that waits for the trailers ([`Pending`]) is completed at the end of the stream
+//! by whoever watches it, from the same trailers, with [`Pending::eos`].
+//!
 //! ```
 //! use mesh_core::classify::{Class, Classifier, Decision};
 //! use http::{HeaderMap, StatusCode};
@@ -197,7 +205,50 @@ impl Default for Classifier {
     }
 }
 
+/// The [`Decision`] on a response, in its extensions: what the layer that classified it
+/// decided, for the layers above to read. See the [module docs](self).
+///
+/// ```
+/// use mesh_core::classify::{Classification, Classifier, Decision};
+///
+/// let strict = Classifier::with_failure_statuses(vec![400..=599]);
+/// let mut rsp = http::Response::builder().status(404).body(()).unwrap();
+/// assert!(matches!(strict.classify_response(&mut rsp), Decision::Final(o) if o.is_failure()));
+/// // A layer above with the default classifier (5xx only) reads the decision already made.
+/// let d = Classifier::default().classify_response(&mut rsp);
+/// assert!(matches!(d, Decision::Final(o) if o.is_failure()));
+/// assert!(rsp.extensions().get::<Classification>().is_some());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Classification(pub Decision);
+
 impl Classifier {
+    /// The decision on `rsp`: the one a layer below already made (its [`Classification`]), or
+    /// this classifier's, recorded as the response's [`Classification`] for the layers above.
+    pub fn classify_response<B>(&self, rsp: &mut http::Response<B>) -> Decision {
+        if let Some(Classification(decision)) = rsp.extensions().get::<Classification>() {
+            return decision.clone();
+        }
+        let decision = self.classify_headers(rsp.status(), rsp.headers());
+        rsp.extensions_mut()
+            .insert(Classification(decision.clone()));
+        decision
+    }
+
+    /// The decision on a response head without recording it: the [`Classification`] a layer
+    /// below made, or this classifier's.
+    pub fn decision_on(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Decision {
+        match extensions.get::<Classification>() {
+            Some(Classification(decision)) => decision.clone(),
+            None => self.classify_headers(status, headers),
+        }
+    }
+
     /// A classifier for which responses with a status in `ranges` fail (for instance from a
     /// service profile's `responseClasses`).
     pub fn with_failure_statuses(ranges: Vec<RangeInclusive<u16>>) -> Self {
@@ -272,7 +323,7 @@ fn reason_of_known(e: &(dyn StdError + 'static)) -> Option<ErrorReason> {
     if let Some(t) = e.downcast_ref::<crate::timeout::ResponseTimeout>() {
         return Some(t.error_reason());
     }
-    if let Some(u) = e.downcast_ref::<crate::rescue::Unavailable>() {
+    if let Some(u) = e.downcast_ref::<crate::error::Unavailable>() {
         return Some(u.error_reason());
     }
     None

@@ -33,6 +33,7 @@ pub mod body;
 pub mod classify;
 pub mod detect;
 pub mod duration;
+pub mod error;
 pub mod metrics;
 pub mod rescue;
 pub mod retry;

@@ -7,30 +7,31 @@
 //! | error | HTTP | gRPC (HTTP 200, trailers-only) |
 //! |---|---|---|
 //! | timeout ([`ResponseTimeout`](crate::timeout::ResponseTimeout), tower's `Elapsed`) | 504 | `DEADLINE_EXCEEDED` (4) |
-//! | [`Unavailable`] (fail-fast: no endpoints, all ejected, queue full) | 503 | `UNAVAILABLE` (14) |
+//! | [`Unavailable`](crate::error::Unavailable) (fail-fast: no endpoints, all ejected, queue full, unknown destination) | 503 | `UNAVAILABLE` (14) |
 //! | refused, reset, anything else | 502 | `UNAVAILABLE` (14) |
 //!
 //! Every synthesized response carries an [`L5D_PROXY_ERROR`] header with the error's message
 //! (as Linkerd's proxies do), and HTTP ones carry it as a `text/plain` body too.
 //!
 //! ```
-//! use mesh_core::rescue::{L5D_PROXY_ERROR, RescueLayer, Unavailable};
+//! use mesh_core::error::{Reason, Unavailable};
+//! use mesh_core::rescue::{L5D_PROXY_ERROR, RescueLayer};
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let failing = service_fn(|_req: http::Request<()>| async {
-//!     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(Unavailable::new("no endpoints"))
+//!     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(
+//!         Unavailable::new("web.emojivoto:8080", Reason::NoEndpoints),
+//!     )
 //! });
 //! let rsp = RescueLayer::new().layer(failing).oneshot(http::Request::new(())).await.unwrap();
 //! assert_eq!(rsp.status(), 503);
-//! assert_eq!(rsp.headers()[L5D_PROXY_ERROR], "service unavailable: no endpoints");
+//! assert!(rsp.headers()[L5D_PROXY_ERROR].to_str().unwrap().starts_with("web.emojivoto:8080: no endpoints"));
 //! # }
 //! ```
 
-use std::borrow::Cow;
 use std::convert::Infallible;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -43,48 +44,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::classify::{ErrorReason, HasErrorReason, error_reason};
+use crate::classify::{ErrorReason, error_reason};
 
 /// The header naming why the mesh answered instead of the application.
 pub const L5D_PROXY_ERROR: &str = "l5d-proxy-error";
 
 /// The body of a rescued response: the inner body, or the error text.
 pub type RescueBody<B> = Either<B, Full<Bytes>>;
-
-/// The mesh could not serve the request right now (fail-fast): no endpoint is ready, all are
-/// ejected, a queue is full. Becomes a 503.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unavailable {
-    reason: Cow<'static, str>,
-}
-
-impl Unavailable {
-    /// An unavailability with a reason for people (`"no endpoints"`, `"queue full"`).
-    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
-
-    /// The reason.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "service unavailable: {}", self.reason)
-    }
-}
-
-impl std::error::Error for Unavailable {}
-
-impl HasErrorReason for Unavailable {
-    fn error_reason(&self) -> ErrorReason {
-        ErrorReason::Unavailable
-    }
-}
 
 /// Maps a service's errors to responses. See the [module docs](self).
 #[derive(Clone, Copy, Debug, Default)]
@@ -233,6 +199,7 @@ fn header_value(message: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Reason, Unavailable};
     use crate::timeout::{ResponseTimeout, TimeoutLayer};
     use http_body_util::BodyExt;
     use std::time::Duration;
@@ -258,16 +225,19 @@ mod tests {
             Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let rsp = rescue(refused, false).await;
         assert_eq!(rsp.status(), 502);
-        let rsp = rescue(Box::new(Unavailable::new("queue full")), false).await;
+        let full = Unavailable::new("web:80", Reason::QueueFull);
+        let text = full.to_string();
+        let rsp = rescue(Box::new(full), false).await;
         assert_eq!(rsp.status(), 503);
-        assert_eq!(
-            rsp.headers()[L5D_PROXY_ERROR],
-            "service unavailable: queue full"
-        );
+        assert_eq!(rsp.headers()[L5D_PROXY_ERROR], text.as_str());
         let body = rsp.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"service unavailable: queue full\n");
+        assert_eq!(body, format!("{text}\n"));
 
-        let rsp = rescue(Box::new(Unavailable::new("no endpoints")), true).await;
+        let rsp = rescue(
+            Box::new(Unavailable::new("web:80", Reason::NoEndpoints)),
+            true,
+        )
+        .await;
         assert_eq!(rsp.status(), 200);
         assert_eq!(rsp.headers()["grpc-status"], "14");
     }

@@ -251,7 +251,7 @@ impl Args {
         let inbound_policy = self
             .inbound_policy
             .parse()
-            .map_err(|e: String| bad("--inbound-policy", e))?;
+            .map_err(|e: crate::inbound::UnknownPolicy| bad("--inbound-policy", e.to_string()))?;
         let mut upstreams = Vec::new();
         for u in &self.upstreams {
             let (authority, listen) = u.rsplit_once('=').ok_or_else(|| {

@@ -34,13 +34,13 @@
 
 mod admin;
 pub mod config;
+mod connect;
 pub mod discovery;
-pub mod endpoint;
 pub mod headers;
 pub mod identity;
 pub mod inbound;
 mod orig_dst;
-pub mod outbound;
+mod outbound;
 pub mod runtime;
 mod serve;
 mod tap_server;
@@ -185,7 +185,7 @@ impl Proxy {
 
         let (inbound_app, inbound_policy) =
             (config.inbound.map(|(_, app)| app), config.inbound_policy);
-        let outbound = outbound::Outbound::new(rt.clone(), discovery.clone());
+        let outbound = outbound::Outbound::server(rt.clone(), discovery.clone());
         let register = config.register.clone();
         tokio::spawn(async move {
             // The proxy accepts traffic only once it holds a certificate.
@@ -204,7 +204,7 @@ impl Proxy {
                 discovery.resolve(&format!("{service}.{namespace}.svc.cluster.local:{port}"))
             });
             let inbound = inbound_app
-                .map(|app| inbound::Inbound::new(rt.clone(), app, inbound_policy, profile));
+                .map(|app| inbound::Inbound::server(rt.clone(), app, inbound_policy, profile));
             if let (Some(i), Some(l)) = (inbound, inbound_l) {
                 let bound = l.local_addr().ok();
                 tokio::spawn(i.serve(l));
@@ -233,20 +233,13 @@ impl Proxy {
                 }
             }
             if let Some(l) = outbound_l {
-                tokio::spawn(outbound.clone().serve_http(l, None));
+                tokio::spawn(outbound.clone().serve_routed(l));
             }
             if let Some(l) = orig_dst_l {
                 tokio::spawn(outbound.clone().serve_orig_dst(l));
             }
             for (authority, l) in upstream_l {
-                let opaque = discovery
-                    .resolve(&authority)
-                    .is_some_and(|d| d.borrow().protocol == discovery::Protocol::Opaque);
-                if opaque {
-                    tokio::spawn(outbound.clone().serve_opaque(l, authority));
-                } else {
-                    tokio::spawn(outbound.clone().serve_http(l, Some(authority)));
-                }
+                tokio::spawn(outbound.clone().serve_upstream(l, authority));
             }
         });
         Ok(proxy)

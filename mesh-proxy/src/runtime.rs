@@ -29,6 +29,8 @@ pub struct StackConfig {
     pub opaque_ports: Vec<u16>,
     /// The app speaks only HTTP/1.1: HTTP/2 requests (other than gRPC's) are downgraded.
     pub app_http1: bool,
+    /// How long a destination's stack, or a backend's balancer, is kept once nothing uses it.
+    pub idle_timeout: Duration,
 }
 
 impl Default for StackConfig {
@@ -41,6 +43,7 @@ impl Default for StackConfig {
             header_read_timeout: Duration::from_secs(10),
             opaque_ports: vec![25, 587, 3306, 4444, 5432, 6379, 9300, 11211],
             app_http1: false,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

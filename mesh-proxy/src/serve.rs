@@ -12,6 +12,7 @@ use mesh_core::detect::{self, DecidedBy, Protocol};
 use mesh_core::metrics::Labels;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::either::Either;
 
 use crate::runtime::Runtime;
 
@@ -68,12 +69,20 @@ pub(crate) async fn accept_loop<F, Fut>(
 /// Serves HTTP/1 (with upgrades) or HTTP/2 on `io` with `svc`, finishing in-flight requests
 /// when drain starts.
 ///
-/// The client has the header read timeout to say which version it speaks (the HTTP/2 preface,
-/// or anything else for HTTP/1): hyper's own version sniffing waits forever, so a client that
-/// stops in the middle of the preface, or never speaks, would hold its connection (and a
-/// drain) for good. HTTP/1 then bounds each request head by the same timeout.
-pub(crate) async fn http_auto<IO, S, B>(io: IO, svc: S, rt: &Runtime, direction: &'static str)
-where
+/// `version` is the HTTP version when the connection already said it (ALPN, or the first bytes
+/// detected earlier); then nothing is read ahead of the server. Otherwise the client has the
+/// header read timeout to say which version it speaks (the HTTP/2 preface, or anything else for
+/// HTTP/1): hyper's own version sniffing waits forever, so a client that stops in the middle of
+/// the preface, or never speaks, would hold its connection (and a drain) for good. HTTP/1 then
+/// bounds each request head by the same timeout, and an HTTP/2 connection must start a request
+/// within it.
+pub(crate) async fn http_auto<IO, S, B>(
+    io: IO,
+    svc: S,
+    rt: &Runtime,
+    direction: &'static str,
+    version: Option<Protocol>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
@@ -85,31 +94,15 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let sniff = detect::Config::new()
-        .with_timeout(rt.config.header_read_timeout)
-        .with_capacity(detect::Config::MIN_CAPACITY);
-    let detected = tokio::select! {
-        d = detect::detect(io, &sniff) => d,
-        _ = rt.drain.signaled() => return,
+    let (http2, io) = match version {
+        Some(known) => (known == Protocol::Http2, Either::Left(io)),
+        None => match sniff(io, rt, direction).await {
+            Some((http2, io)) => (http2, Either::Right(io)),
+            None => return,
+        },
     };
-    let (detected, io) = match detected {
-        Ok(d) => d,
-        Err(error) => {
-            tracing::debug!(%error, direction, "reading the first bytes failed");
-            return;
-        }
-    };
-    match detected.decided_by() {
-        DecidedBy::Timeout => {
-            tracing::debug!(direction, "no HTTP request in time; closing");
-            rt.metrics.conn_error(direction, "header_read_timeout");
-            return;
-        }
-        DecidedBy::Eof if io.prefix().is_empty() => return,
-        _ => {}
-    }
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if *detected.protocol() == Protocol::Http2 {
+    if http2 {
         builder = builder.http2_only();
     } else {
         builder = builder.http1_only();
@@ -144,11 +137,27 @@ where
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), counted);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        res = conn.as_mut() => res,
-        _ = rt.drain.signaled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    // An HTTP/2 client that never starts a request holds nothing for long (HTTP/1 heads are
+    // bounded by hyper's header read timeout).
+    let idle_start = tokio::time::sleep(rt.config.header_read_timeout);
+    tokio::pin!(idle_start);
+    let mut started = !http2;
+    let result = loop {
+        tokio::select! {
+            res = conn.as_mut() => break res,
+            _ = rt.drain.signaled() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            _ = idle_start.as_mut(), if !started => {
+                started = true;
+                if activity.served.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(direction, "no HTTP/2 request in time; closing");
+                    rt.metrics.conn_error(direction, "header_read_timeout");
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+            }
         }
     };
     if let Err(error) = result {
@@ -160,6 +169,42 @@ where
         tracing::debug!(%error, direction, "HTTP connection ended with an error");
         rt.metrics.conn_error(direction, reason);
     }
+}
+
+/// Reads the first bytes (within the header read timeout) to tell HTTP/2's preface from
+/// HTTP/1; `None` when the connection ended or timed out first (counted).
+async fn sniff<IO>(
+    io: IO,
+    rt: &Runtime,
+    direction: &'static str,
+) -> Option<(bool, detect::PrefixedIo<IO>)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = detect::Config::new()
+        .with_timeout(rt.config.header_read_timeout)
+        .with_capacity(detect::Config::MIN_CAPACITY);
+    let detected = tokio::select! {
+        d = detect::detect(io, &config) => d,
+        _ = rt.drain.signaled() => return None,
+    };
+    let (detected, io) = match detected {
+        Ok(d) => d,
+        Err(error) => {
+            tracing::debug!(%error, direction, "reading the first bytes failed");
+            return None;
+        }
+    };
+    match detected.decided_by() {
+        DecidedBy::Timeout => {
+            tracing::debug!(direction, "no HTTP request in time; closing");
+            rt.metrics.conn_error(direction, "header_read_timeout");
+            return None;
+        }
+        DecidedBy::Eof if io.prefix().is_empty() => return None,
+        _ => {}
+    }
+    Some((*detected.protocol() == Protocol::Http2, io))
 }
 
 /// Requests a connection has served, and those still waiting for their response head.

@@ -75,14 +75,14 @@ where
         let Some(recorder) = this.recorder.take() else {
             return Poll::Ready(Err("accrual future polled after completion".into()));
         };
-        let result = result.map_err(Into::<BoxError>::into);
+        let mut result = result.map_err(Into::<BoxError>::into);
         let decision = match recorder.shared.as_deref() {
             Some(shared) => {
                 let now = Instant::now();
                 shared.complete(now.saturating_duration_since(*this.sent_at), now);
                 let classifier = &shared.target().classifier;
-                match &result {
-                    Ok(rsp) => Ok(classifier.classify_headers(rsp.status(), rsp.headers())),
+                match &mut result {
+                    Ok(rsp) => Ok(classifier.classify_response(rsp)),
                     Err(e) => Err(classifier.classify_error(&**e).class()),
                 }
             }

@@ -69,7 +69,8 @@ async fn no_endpoints_fails_after_the_failfast_timeout_then_recovers() {
     );
     let u = unavailable(&err);
     assert_eq!(u.reason(), Reason::NoEndpoints);
-    assert_eq!(u.http_status(), StatusCode::SERVICE_UNAVAILABLE);
+    let rsp = mesh_core::rescue::error_response::<http_body_util::Empty<bytes::Bytes>>(u, false);
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(u.to_string().contains("empty.test:80: no endpoints"), "{u}");
 
     // In failfast, the next requests fail at once.

@@ -229,12 +229,12 @@ where
         let res = ready!(this.inner.poll(cx));
         let handles = this.handles.take().expect("polled after completion");
         match res {
-            Ok(rsp) => {
+            Ok(mut rsp) => {
                 let status = rsp.status();
                 handles
                     .latency(Some(status.as_u16()))
                     .observe(this.start.elapsed());
-                let decision = handles.classifier.classify_headers(status, rsp.headers());
+                let decision = handles.classifier.classify_response(&mut rsp);
                 Poll::Ready(Ok(rsp.map(|body| {
                     ObservedBody::new(body, ResponseEnd { handles, decision })
                 })))

@@ -20,14 +20,16 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     fn should_retry<Res: HttpStatus>(&self, result: &Result<Res, BoxError>) -> bool {
         match result {
-            Ok(rsp) => match self
-                .classifier
-                .classify_headers(rsp.status(), rsp.headers())
-            {
-                Decision::Final(o) => o.is_failure(),
-                // The status is in the trailers; the response is already streaming.
-                Decision::Pending(_) => false,
-            },
+            Ok(rsp) => {
+                match self
+                    .classifier
+                    .decision_on(rsp.status(), rsp.headers(), rsp.extensions())
+                {
+                    Decision::Final(o) => o.is_failure(),
+                    // The status is in the trailers; the response is already streaming.
+                    Decision::Pending(_) => false,
+                }
+            }
             Err(e) => matches!(
                 error_reason(&**e),
                 // Fail-fast (Unavailable) is not retried: the balancer just said nothing is
@@ -38,12 +40,15 @@ impl RetryPolicy {
     }
 }
 
-/// Lets the policy read a response head without knowing its body type.
+/// Lets the policy read a response head (and the decision a layer below made on it) without
+/// knowing its body type.
 pub trait HttpStatus {
     /// The status.
     fn status(&self) -> http::StatusCode;
     /// The headers.
     fn headers(&self) -> &http::HeaderMap;
+    /// The extensions (where a layer below left its [`Classification`](crate::classify::Classification)).
+    fn extensions(&self) -> &http::Extensions;
 }
 
 impl<B> HttpStatus for http::Response<B> {
@@ -52,6 +57,9 @@ impl<B> HttpStatus for http::Response<B> {
     }
     fn headers(&self) -> &http::HeaderMap {
         http::Response::headers(self)
+    }
+    fn extensions(&self) -> &http::Extensions {
+        http::Response::extensions(self)
     }
 }
 

@@ -236,3 +236,22 @@ async fn only_marked_routes_are_retried_when_asked() {
     assert_eq!(retry.oneshot(marked).await.unwrap().status(), 200);
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn the_decision_made_below_is_the_one_retried_on() {
+    use crate::classify::Classifier;
+    // A layer below (failure accrual, with a route's response classes) judged 404 a failure:
+    // the retry policy, with the default classifier (5xx only), follows that decision.
+    let (svc, seen) = scripted(vec![404]);
+    let strict = Classifier::with_failure_statuses(vec![400..=599]);
+    let classified = tower::ServiceBuilder::new()
+        .map_response(move |mut rsp: http::Response<()>| {
+            strict.classify_response(&mut rsp);
+            rsp
+        })
+        .service(svc);
+    let retry = RetryLayer::new(RetryBudget::default()).layer(classified);
+    let rsp = retry.oneshot(req("GET", "")).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 2, "the 404 was retried");
+}

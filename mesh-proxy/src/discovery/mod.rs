@@ -147,7 +147,7 @@ impl PartialEq for Backend {
 }
 
 /// An endpoint: where to connect and who must answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EndpointAddr {
     /// The peer proxy's inbound address.
     pub addr: SocketAddr,

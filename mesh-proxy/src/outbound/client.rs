@@ -3,8 +3,8 @@
 //! Every request to an endpoint, whatever its version from the app, shares one HTTP/2
 //! connection, so an HTTP/1 client does not cost a TLS handshake per connection. The
 //! connection is made on first use and again after it fails. The server must prove the identity
-//! discovery gave for the endpoint ([`mesh_tls::TlsClientLayer`]); an endpoint without an
-//! identity is unmeshed and gets plaintext HTTP/2.
+//! discovery gave for the endpoint ([`Connector`]); an endpoint without an identity is unmeshed
+//! and gets plaintext HTTP/2.
 //!
 //! Upgrades (WebSocket) and `CONNECT` cannot ride HTTP/2 streams: they get a connection of their
 //! own, mTLS with ALPN `http/1.1` ([`EndpointClient::upgrade`]).
@@ -23,151 +23,18 @@ use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_balance::Backoff;
 use mesh_core::BoxError;
+use mesh_core::backoff::Backoff;
+use mesh_core::error::RequestError;
 use mesh_core::retry::ReplayBody;
-use mesh_core::stack::Param;
-use mesh_tls::client::ServerIdentity;
-use mesh_tls::{Credentials, ServiceIdentity, TlsClientLayer};
-use tokio::net::TcpStream;
+use mesh_tls::ServiceIdentity;
 use tokio::time::Instant;
-use tower::{Layer, ServiceExt};
 use tower_service::Service;
 
+use crate::connect::{ALPN_H2, ALPN_HTTP1, ConnectError, Connector};
+
 /// The request body the outbound stack sends to endpoints.
-pub type ReqBody = ReplayBody<Incoming>;
-
-/// ALPN for HTTP/2 between proxies.
-pub const ALPN_H2: &[u8] = b"h2";
-/// ALPN for an HTTP/1.1 upgrade connection between proxies.
-pub const ALPN_HTTP1: &[u8] = b"http/1.1";
-/// ALPN for opaque TCP between proxies: the inbound proxy forwards the bytes to the app
-/// without protocol detection.
-pub const ALPN_OPAQUE: &[u8] = b"mesh.opaque/1";
-
-/// How to open connections to endpoints.
-#[derive(Clone)]
-pub struct Connector {
-    creds: Credentials,
-    connect_timeout: Duration,
-}
-
-/// A connection could not be made.
-#[derive(Debug, thiserror::Error)]
-#[error("connect to {addr} failed: {source}")]
-pub struct ConnectError {
-    addr: SocketAddr,
-    #[source]
-    source: BoxError,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("timed out after {0:?}")]
-struct ConnectTimeout(Duration, #[source] tokio::time::error::Elapsed);
-
-/// A request failed once sent, or while being sent: the peer reset the stream, closed the
-/// connection, refused the request. Its text says to whom and why, down to the root cause
-/// (hyper's own texts stop at "http2 error"), because it becomes the `l5d-proxy-error` header;
-/// the cause stays its [`source`](std::error::Error::source), so classification still sees it.
-#[derive(Debug)]
-pub struct RequestError {
-    to: String,
-    source: BoxError,
-}
-
-impl RequestError {
-    /// `source` happened on the request to `to` (`"the peer proxy at 10.0.0.1:4143"`).
-    pub(crate) fn new(to: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self {
-            to: to.into(),
-            source: source.into(),
-        }
-    }
-}
-
-impl fmt::Display for RequestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the request to {} failed: {}", self.to, self.source)?;
-        let mut cause = self.source.source();
-        while let Some(c) = cause {
-            write!(f, ": {c}")?;
-            cause = c.source();
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for RequestError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Peer {
-    identity: ServiceIdentity,
-}
-
-impl Param<ServerIdentity> for Peer {
-    fn param(&self) -> ServerIdentity {
-        ServerIdentity(self.identity.clone())
-    }
-}
-
-/// A TCP or TLS stream to an endpoint.
-pub(crate) type PeerIo =
-    tokio_util::either::Either<TcpStream, mesh_tls::client::ClientTlsStream<TcpStream>>;
-
-impl Connector {
-    /// Connects with `creds`, giving up on a connection after `connect_timeout`.
-    pub fn new(creds: Credentials, connect_timeout: Duration) -> Self {
-        Self {
-            creds,
-            connect_timeout,
-        }
-    }
-
-    pub(crate) async fn connect(
-        &self,
-        addr: SocketAddr,
-        identity: Option<&ServiceIdentity>,
-        alpn: &[u8],
-    ) -> Result<PeerIo, ConnectError> {
-        let wrap = |source: BoxError| ConnectError { addr, source };
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|e| wrap(Box::new(ConnectTimeout(self.connect_timeout, e))))?
-            .map_err(|e| wrap(Box::new(e)))?;
-        let _ = tcp.set_nodelay(true);
-        let Some(identity) = identity else {
-            return Ok(tokio_util::either::Either::Left(tcp));
-        };
-        let mut tcp = Some(tcp);
-        let connect = tower::service_fn(move |_: Peer| {
-            let io = tcp.take().ok_or("one connection per call");
-            async move { io }
-        });
-        let tls = TlsClientLayer::new(&self.creds)
-            .alpn_protocols(vec![alpn.to_vec()])
-            .handshake_timeout(self.connect_timeout.max(Duration::from_secs(1)))
-            .layer(connect)
-            .oneshot(Peer {
-                identity: identity.clone(),
-            })
-            .await
-            .map_err(wrap)?;
-        Ok(tokio_util::either::Either::Right(tls))
-    }
-}
-
-impl fmt::Debug for Connector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connector")
-            .field("identity", self.creds.identity())
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
-    }
-}
+pub(crate) type ReqBody = ReplayBody<Incoming>;
 
 /// Sends requests to one endpoint over a shared HTTP/2 connection. Cheap to clone.
 ///
@@ -175,7 +42,7 @@ impl fmt::Debug for Connector {
 /// jittered exponential backoff (Linkerd's defaults: 100 ms doubling up to 500 ms) has passed,
 /// so a balancer sends requests to the endpoints that answer instead of failing every other
 /// request on one that does not; when none is ready, the balancer's failfast answers 503.
-pub struct EndpointClient {
+pub(crate) struct EndpointClient {
     shared: Arc<Shared>,
     /// Wakes `poll_ready` when the backoff ends (per clone: each is polled on its own).
     backoff_timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -231,7 +98,11 @@ const CONNECT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 impl EndpointClient {
     /// A client for the endpoint at `addr` that must prove `identity` (plaintext if `None`).
-    pub fn new(addr: SocketAddr, identity: Option<ServiceIdentity>, connector: Connector) -> Self {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        identity: Option<ServiceIdentity>,
+        connector: Connector,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 addr,
@@ -246,11 +117,6 @@ impl EndpointClient {
             }),
             backoff_timer: None,
         }
-    }
-
-    /// The endpoint's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.shared.addr
     }
 
     async fn sender(shared: &Arc<Shared>) -> Result<SendRequest<ReqBody>, BoxError> {
@@ -328,7 +194,7 @@ impl EndpointClient {
 
     /// Sends an upgrade (WebSocket) or `CONNECT` request over a dedicated HTTP/1.1 connection;
     /// the caller takes over the upgraded stream with `hyper::upgrade::on`.
-    pub async fn upgrade(
+    pub(crate) async fn upgrade(
         &self,
         req: http::Request<Incoming>,
     ) -> Result<http::Response<Incoming>, BoxError> {
