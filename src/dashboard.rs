@@ -103,7 +103,7 @@ pub(crate) async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         );
     }
     open_browser(&url, args.no_browser);
-    forward(listener, upstream, crate::local::shutdown_signal()).await;
+    forward(listener, upstream, mesh_core::signal::shutdown()).await;
     Ok(())
 }
 

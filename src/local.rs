@@ -86,7 +86,7 @@ pub(crate) async fn control(args: ControlArgs) -> anyhow::Result<()> {
         cp.identity(),
         args.state_dir.display()
     );
-    shutdown_signal().await;
+    mesh_core::signal::shutdown().await;
     viz.shutdown().await;
     cp.shutdown().await;
     Ok(())
@@ -285,7 +285,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let status = tokio::select! {
         status = child.wait() => status?,
-        _ = shutdown_signal() => {
+        _ = mesh_core::signal::shutdown() => {
             progress("stopping: SIGTERM to the app");
             if let Some(pid) = pid {
                 signal_group(pid, "TERM");
@@ -332,21 +332,6 @@ fn signal_group(pgid: u32, signal: &str) {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// `mesh demo`.
 #[derive(Parser, Debug)]
 pub(crate) struct DemoArgs {
@@ -540,7 +525,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ports.web
     );
     println!("Ctrl-C stops everything.");
-    shutdown_signal().await;
+    mesh_core::signal::shutdown().await;
     eprintln!("mesh demo: stopping");
     for (_, child) in &children {
         if let Some(pid) = child.id() {

@@ -120,7 +120,7 @@ pub async fn run(app: App) -> Result<(), BoxError> {
     };
     tokio::select! {
         result = app => result,
-        () = shutdown_signal() => {
+        () = mesh_core::signal::shutdown() => {
             println!("{name}: stopping");
             Ok(())
         }
@@ -169,27 +169,5 @@ where
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
-    }
-}
-
-/// Completes on SIGTERM or Ctrl-C; never if neither can be watched.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = term => {}
-        () = interrupt => {}
     }
 }

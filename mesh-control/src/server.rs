@@ -80,7 +80,7 @@ pub enum StartError {
     Ca(#[from] mesh_tls::ca::CaError),
     /// The control plane could not certify itself.
     #[error("the control plane cannot certify its own identity: {0}")]
-    SelfCertify(String),
+    SelfCertify(#[source] BoxError),
     /// The catalog file is missing or broken.
     #[error("{0}")]
     Catalog(#[from] CatalogError),
@@ -206,6 +206,116 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The CA: the state directory's (generated on first start), or the user's own, saved into
+    /// the state directory so later starts reuse it.
+    fn certificate_authority(&self) -> Result<CertificateAuthority, StartError> {
+        let mut builder = CaBuilder::default().domain(self.identity_domain.clone());
+        if let Some(l) = self.leaf_lifetime {
+            builder = builder.leaf_lifetime(l);
+        }
+        let Some(own) = &self.own_ca else {
+            return Ok(builder.load_or_generate(&self.state_dir)?);
+        };
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| mesh_tls::ca::CaError::Io {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let ca = builder.from_pem(
+            &read(&own.trust_anchors)?,
+            &read(&own.issuer_cert)?,
+            &read(&own.issuer_key)?,
+        )?;
+        ca.save(&self.state_dir)?;
+        Ok(ca)
+    }
+
+    /// The catalog backend given, or the local one (`mesh.yaml` and registrations), started.
+    async fn start_catalog(&self) -> Result<(Arc<dyn Catalog>, Option<LocalCatalog>), StartError> {
+        if let Some(c) = &self.catalog {
+            return Ok((c.clone(), None));
+        }
+        let local = LocalCatalog::builder()
+            .file(self.catalog_file.clone())
+            .identity_domain(self.identity_domain.clone())
+            .poll_interval(self.poll_interval)
+            .persist_registrations(self.state_dir.join(state::REGISTRATIONS))
+            .start()
+            .await?;
+        Ok((Arc::new(local.clone()), Some(local)))
+    }
+}
+
+/// The control plane's own identity, certified by its own CA and kept fresh (renewed at 70% of
+/// its lifetime by the returned task).
+fn certify_self(
+    ca: &Arc<CertificateAuthority>,
+) -> Result<(ServiceIdentity, Credentials, JoinHandle<()>), StartError> {
+    let identity = ca
+        .domain()
+        .workload(CONTROLLER.0, CONTROLLER.1)
+        .map_err(StartError::certify_self)?;
+    let creds = Credentials::generate(identity.clone(), ca.trust_bundle())
+        .map_err(StartError::certify_self)?;
+    let csr = creds.csr().map_err(StartError::certify_self)?;
+    let issued = ca.sign(csr, &identity).map_err(StartError::certify_self)?;
+    creds
+        .set_certificate(issued)
+        .map_err(StartError::certify_self)?;
+    let refresh = tokio::spawn(mesh_tls::certify::refresh(
+        creds.clone(),
+        ca.clone(),
+        RefreshPolicy::default(),
+    ));
+    Ok((identity, creds, refresh))
+}
+
+/// Linkerd's proxy API (and the mesh's registration, when the catalog takes registrations),
+/// served from the catalog's snapshots; watches end when `shutdown` is cancelled.
+fn proxy_api(
+    config: &Config,
+    ca: &Arc<CertificateAuthority>,
+    tokens: &TokenStore,
+    catalog: &dyn Catalog,
+    shutdown: &CancellationToken,
+) -> Routes {
+    let snapshots = catalog.snapshots();
+    let domain = &config.cluster_domain;
+    let mut routes = Routes::builder();
+    routes
+        .add_service(
+            DestinationService::new(snapshots.clone(), domain, shutdown.clone()).into_server(),
+        )
+        .add_service(IdentityService::new(ca.clone(), tokens.clone()).into_server())
+        .add_service(InboundPolicyService::new(snapshots.clone(), shutdown.clone()).into_server())
+        .add_service(OutboundPolicyService::new(snapshots, domain, shutdown.clone()).into_server());
+    if let Some(registry) = catalog.registry() {
+        routes.add_service(
+            RegistrationService::new(registry.clone(), !config.plaintext).into_server(),
+        );
+    }
+    routes.routes().prepare()
+}
+
+impl StartError {
+    fn state(path: &Path, source: std::io::Error) -> Self {
+        Self::State {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn listen(addr: SocketAddr, source: std::io::Error) -> Self {
+        Self::Listen { addr, source }
+    }
+
+    fn certify_self(error: impl Into<BoxError>) -> Self {
+        Self::SelfCertify(error.into())
+    }
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
@@ -274,114 +384,26 @@ impl ControlPlane {
     /// ```
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let dir = config.state_dir.clone();
-        let state_err = |source| StartError::State {
-            path: dir.clone(),
-            source,
-        };
-        state::create_dir(&dir).map_err(state_err)?;
-
-        let mut builder = CaBuilder::default().domain(config.identity_domain.clone());
-        if let Some(l) = config.leaf_lifetime {
-            builder = builder.leaf_lifetime(l);
-        }
-        let ca = Arc::new(match &config.own_ca {
-            None => builder.load_or_generate(&dir)?,
-            Some(own) => {
-                let read = |p: &Path| {
-                    std::fs::read_to_string(p).map_err(|source| mesh_tls::ca::CaError::Io {
-                        path: p.to_owned(),
-                        source,
-                    })
-                };
-                let ca = builder.from_pem(
-                    &read(&own.trust_anchors)?,
-                    &read(&own.issuer_cert)?,
-                    &read(&own.issuer_key)?,
-                )?;
-                ca.save(&dir)?;
-                ca
-            }
-        });
-
-        let tokens = match config.tokens {
-            Some(t) => t,
+        state::create_dir(&dir).map_err(|source| StartError::state(&dir, source))?;
+        let ca = Arc::new(config.certificate_authority()?);
+        let tokens = match &config.tokens {
+            Some(t) => t.clone(),
             None => state::tokens(&dir)?,
         };
+        let (catalog, local) = config.start_catalog().await?;
+        let (identity, creds, refresh) = certify_self(&ca)?;
 
-        let (catalog, local): (Arc<dyn Catalog>, Option<LocalCatalog>) = match config.catalog {
-            Some(c) => (c, None),
-            None => {
-                let local = LocalCatalog::builder()
-                    .file(config.catalog_file.clone())
-                    .identity_domain(config.identity_domain.clone())
-                    .poll_interval(config.poll_interval)
-                    .persist_registrations(dir.join(state::REGISTRATIONS))
-                    .start()
-                    .await?;
-                (Arc::new(local.clone()), Some(local))
-            }
-        };
-
-        // The control plane's own identity, certified by its own CA and kept fresh.
-        let identity = ca
-            .domain()
-            .workload(CONTROLLER.0, CONTROLLER.1)
-            .map_err(|e| StartError::SelfCertify(e.to_string()))?;
-        let creds = Credentials::generate(identity.clone(), ca.trust_bundle())
-            .map_err(|e| StartError::SelfCertify(e.to_string()))?;
-        let csr = creds
-            .csr()
-            .map_err(|e| StartError::SelfCertify(e.to_string()))?;
-        let issued = ca
-            .sign(csr, &identity)
-            .map_err(|e| StartError::SelfCertify(e.to_string()))?;
-        creds
-            .set_certificate(issued)
-            .map_err(|e| StartError::SelfCertify(e.to_string()))?;
-        let refresh = tokio::spawn(mesh_tls::certify::refresh(
-            creds.clone(),
-            ca.clone(),
-            RefreshPolicy::default(),
-        ));
-
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::listen(config.listen, source))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::listen(config.listen, source))?;
         let shutdown = CancellationToken::new();
-        let snapshots = catalog.snapshots();
-        let mut routes = Routes::builder();
-        routes
-            .add_service(
-                DestinationService::new(
-                    snapshots.clone(),
-                    &config.cluster_domain,
-                    shutdown.clone(),
-                )
-                .into_server(),
-            )
-            .add_service(IdentityService::new(ca.clone(), tokens.clone()).into_server())
-            .add_service(
-                InboundPolicyService::new(snapshots.clone(), shutdown.clone()).into_server(),
-            )
-            .add_service(
-                OutboundPolicyService::new(snapshots, &config.cluster_domain, shutdown.clone())
-                    .into_server(),
-            );
-        if let Some(registry) = catalog.registry() {
-            routes.add_service(
-                RegistrationService::new(registry.clone(), !config.plaintext).into_server(),
-            );
-        }
-        let routes = routes.routes().prepare();
-
+        let routes = proxy_api(&config, &ca, &tokens, &*catalog, &shutdown);
+        // Client certificates are optional: a proxy's first `Certify` has none. A client that
+        // presents one is verified against the trust anchors, and its identity reaches the
+        // handlers.
         let tls = (!config.plaintext).then(|| {
             TlsServerLayer::new(&creds)
                 .client_auth(ClientAuth::Optional)
@@ -395,9 +417,11 @@ impl ControlPlane {
             config.drain_timeout,
         ));
 
-        state::write_atomic(&dir, state::CONTROL_ADDR, &format!("{addr}\n")).map_err(state_err)?;
-        state::write_atomic(&dir, state::CONTROL_IDENTITY, &format!("{identity}\n"))
-            .map_err(state_err)?;
+        let write = |name: &str, text: String| {
+            state::write_atomic(&dir, name, &text).map_err(|source| StartError::state(&dir, source))
+        };
+        write(state::CONTROL_ADDR, format!("{addr}\n"))?;
+        write(state::CONTROL_IDENTITY, format!("{identity}\n"))?;
         tracing::info!(%addr, %identity, tls = !config.plaintext, state_dir = %dir.display(), "control plane listening");
 
         Ok(Self {

@@ -37,6 +37,7 @@ pub mod error;
 pub mod metrics;
 pub mod rescue;
 pub mod retry;
+pub mod signal;
 pub mod stack;
 pub mod tap;
 pub mod timeout;

@@ -307,34 +307,12 @@ pub async fn run(config: Config) -> Result<(), ProxyError> {
     let proxy = Proxy::start(config).await?;
     let drain = proxy.rt.drain.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        mesh_core::signal::shutdown().await;
         tracing::info!("signal received; draining");
         drain.start();
     });
     proxy.wait().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Installs the log subscriber for the binary: `RUST_LOG` levels, plain or JSON lines.
