@@ -41,9 +41,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mesh_control::ControlPlane;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// What the URLs built here percent-encode in a query value or a path segment: everything but
+/// RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+pub(crate) const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// What the observability side is configured with. Build with [`Config::new`] and the setters.
 #[derive(Clone, Debug)]

@@ -45,7 +45,7 @@ impl fmt::Display for Esc<'_> {
 /// assert_eq!(segment("a b/<c>"), "a%20b%2F%3Cc%3E");
 /// ```
 pub fn segment(s: &str) -> String {
-    crate::metrics::api::percent_encode(s)
+    percent_encoding::utf8_percent_encode(s, crate::URL_COMPONENT).to_string()
 }
 
 /// The link to a namespace's page.

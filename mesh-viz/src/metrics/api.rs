@@ -33,6 +33,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -426,22 +427,9 @@ pub(crate) fn encode_query<P: Serialize>(params: &P) -> String {
         if !out.is_empty() {
             out.push('&');
         }
-        out.push_str(&percent_encode(&k));
+        out.extend(utf8_percent_encode(&k, crate::URL_COMPONENT));
         out.push('=');
-        out.push_str(&percent_encode(&v));
-    }
-    out
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+        out.extend(utf8_percent_encode(&v, crate::URL_COMPONENT));
     }
     out
 }

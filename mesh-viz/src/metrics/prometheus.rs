@@ -29,9 +29,9 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
-use super::api::percent_encode;
 use super::query::{EdgesQuery, QueryError, ResourceKind, RoutesQuery, StatQuery, check_window};
 use super::rows::{
     Direction, EdgeBuilder, EdgeRow, EdgeSighting, Golden, Meshed, RouteRow, StatRow,
@@ -160,7 +160,7 @@ impl PrometheusSource {
         let uri = format!(
             "{}/api/v1/query?query={}",
             self.base,
-            percent_encode(promql)
+            utf8_percent_encode(promql, crate::URL_COMPONENT)
         );
         let failed = |e: &dyn std::fmt::Display| {
             QueryError::unavailable(format!("Prometheus at {}: {e}", self.base))

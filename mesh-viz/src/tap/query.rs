@@ -9,6 +9,7 @@ use linkerd2_proxy_api::net::TcpAddress;
 use linkerd2_proxy_api::tap::ObserveRequest;
 use linkerd2_proxy_api::tap::observe_request::Match;
 use linkerd2_proxy_api::tap::observe_request::r#match::{self as pb, http::string_match, tcp};
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
 
 use super::workload::Workload;
@@ -152,7 +153,7 @@ impl TapQuery {
         pairs.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
         pairs
             .iter()
-            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, crate::URL_COMPONENT)))
             .collect::<Vec<_>>()
             .join("&")
     }
@@ -361,19 +362,6 @@ fn exact(s: &str) -> pb::http::StringMatch {
     pb::http::StringMatch {
         r#match: Some(string_match::Match::Exact(s.to_owned())),
     }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 // === impl Resource ===
