@@ -9,6 +9,9 @@
 //! - the **web dashboard** ([`dashboard`]): health, topology, golden metrics per namespace,
 //!   workload and route, live top and tap, traffic splits.
 //!
+//! Metrics queries and tap queries fail with the same [`QueryError`]: malformed, naming
+//! nothing, or a source of numbers that cannot answer.
+//!
 //! It reads the control plane (its CA, identity and catalog) and never serves the proxy API; the
 //! proxies never link it. [`Viz::start`] starts all three on one loopback listener, whose address
 //! it writes to `<state-dir>/api.addr` for the CLI.
@@ -33,8 +36,11 @@
 #![warn(missing_docs)]
 
 pub mod dashboard;
+mod error;
 pub mod metrics;
 pub mod tap;
+
+pub use self::error::QueryError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

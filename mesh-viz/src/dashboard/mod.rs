@@ -232,7 +232,7 @@ async fn health_json(State(d): State<Shared>) -> Response {
 async fn splits_json(State(d): State<Shared>) -> Response {
     match d.splits().await {
         Ok(s) => json(StatusCode::OK, &s),
-        Err(e) => json_error(api::status_of(&e), &e.to_string()),
+        Err(e) => json_error(e.status(), &e.to_string()),
     }
 }
 

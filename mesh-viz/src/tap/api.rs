@@ -73,8 +73,7 @@ async fn tap(
         Ok(merged) => merged,
         Err(e) => {
             let status = match &e {
-                TapError::Query(q) if q.is_not_found() => StatusCode::NOT_FOUND,
-                TapError::Query(_) => StatusCode::BAD_REQUEST,
+                TapError::Query(q) => q.status(),
                 TapError::Workloads { .. } | TapError::Credentials(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }

@@ -20,8 +20,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::event::{Event, HttpEvent, ProxyState, ProxyStatus, StreamId, TapLine};
-use super::query::{QueryError, TapQuery};
+use super::query::TapQuery;
 use super::workload::{self, Workload};
+use crate::QueryError;
 use mesh_control::ControlPlane;
 use mesh_control::catalog::Snapshot;
 use mesh_control_client::transport::{self as client, Tls};
@@ -55,7 +56,7 @@ struct Inner {
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// The query is malformed, or names nothing that runs.
-    #[error("{0}")]
+    #[error(transparent)]
     Query(#[from] QueryError),
     /// The workloads directory could not be read.
     #[error("cannot read the running workloads in {}: {source}", path.display())]
