@@ -74,7 +74,7 @@ async fn tap(
         Err(e) => {
             let status = match &e {
                 TapError::Query(q) => q.status(),
-                TapError::Workloads { .. } | TapError::Credentials(_) => {
+                TapError::Workloads { .. } | TapError::Credentials(_) | TapError::Certify(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             };
