@@ -9,6 +9,9 @@
 //! - the **web dashboard** ([`dashboard`]): health, topology, golden metrics per namespace,
 //!   workload and route, live top and tap, traffic splits.
 //!
+//! Metrics queries and tap queries fail with the same [`QueryError`]: malformed, naming
+//! nothing, or a source of numbers that cannot answer.
+//!
 //! It reads the control plane (its CA, identity and catalog) and never serves the proxy API; the
 //! proxies never link it. [`Viz::start`] starts all three on one loopback listener, whose address
 //! it writes to `<state-dir>/api.addr` for the CLI.
@@ -33,17 +36,29 @@
 #![warn(missing_docs)]
 
 pub mod dashboard;
+mod error;
 pub mod metrics;
 pub mod tap;
+
+pub use self::error::QueryError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mesh_control::ControlPlane;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// What the URLs built here percent-encode in a query value or a path segment: everything but
+/// RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+pub(crate) const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// What the observability side is configured with. Build with [`Config::new`] and the setters.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! The latency chart of a workload: p50, p95 and p99 over the last minutes, as inline SVG
 //! rendered on the server from a [`TimeSeries`]. Steps without traffic are gaps.
 
-use std::fmt::Write as _;
+use maud::{Markup, html};
 
 use crate::metrics::{SeriesPoint, TimeSeries, format_window};
 
@@ -37,8 +37,7 @@ fn nice_ceiling(max: f64) -> f64 {
 }
 
 /// The chart of `series`.
-pub(crate) fn render(series: &TimeSeries) -> String {
-    let mut out = String::new();
+pub(crate) fn render(series: &TimeSeries) -> Markup {
     let points = &series.points;
     let span = points.first().map_or(0.0, |p| p.ago_secs) + series.step_secs;
     let max = points
@@ -51,95 +50,81 @@ pub(crate) fn render(series: &TimeSeries) -> String {
     let plot_h = H - TOP - BOTTOM;
     let x = |ago: f64| LEFT + plot_w * (1.0 - ago / span.max(1.0));
     let y = |ms: f64| TOP + plot_h * (1.0 - ms / top);
-
-    let _ = write!(
-        out,
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{} latency over the last {}" data-points="{}">"#,
-        direction(series),
-        format_window(std::time::Duration::from_secs_f64(span.max(0.0))),
-        points.len()
-    );
-    // Grid and axes.
-    for i in 0..=4 {
-        let v = top * f64::from(i) / 4.0;
-        let gy = y(v);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{LEFT}" y1="{gy}" x2="{}" y2="{gy}"/><text class="axis" x="{}" y="{}" text-anchor="end">{}ms</text>"#,
-            W - RIGHT,
-            LEFT - 6.0,
-            gy + 4.0,
-            trim(v)
-        );
-    }
     let minutes = (span / 60.0).floor() as u32;
     let tick_every = if minutes > 10 { 5 } else { 1 };
-    for m in (0..=minutes).step_by(tick_every as usize) {
-        let ago = f64::from(m) * 60.0;
-        let gx = x(ago);
-        let text = if m == 0 {
-            "now".to_string()
-        } else {
-            format!("-{m}m")
-        };
-        let _ = write!(
-            out,
-            r#"<text class="axis" x="{gx}" y="{}" text-anchor="middle">{text}</text>"#,
-            H - 8.0
-        );
-    }
-    // One polyline per run of points with a value (a lone point is a dot).
-    for (name, pick) in LINES {
-        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-        for p in points {
-            match pick(p) {
-                Some(v) => {
-                    if let Some(run) = runs.last_mut() {
-                        run.push((x(p.ago_secs), y(v as f64)));
+    let window = format_window(std::time::Duration::from_secs_f64(span.max(0.0)));
+
+    html! {
+        svg.chart viewBox={ "0 0 " (W) " " (H) } width=(W) height=(H) role="img"
+            aria-label={ (direction(series)) " latency over the last " (window) }
+            data-points=(points.len()) {
+            // Grid and axes.
+            @for i in 0..=4 {
+                @let v = top * f64::from(i) / 4.0;
+                @let gy = y(v);
+                line.grid x1=(LEFT) y1=(gy) x2=(W - RIGHT) y2=(gy) {}
+                text.axis x=(LEFT - 6.0) y=(gy + 4.0) text-anchor="end" { (trim(v)) "ms" }
+            }
+            @for m in (0..=minutes).step_by(tick_every) {
+                text.axis x=(x(f64::from(m) * 60.0)) y=(H - 8.0) text-anchor="middle" {
+                    @if m == 0 { "now" } @else { "-" (m) "m" }
+                }
+            }
+            // One polyline per run of points with a value (a lone point is a dot).
+            @for (name, pick) in LINES {
+                @for run in runs(points, pick, |ago, v| (x(ago), y(v as f64))) {
+                    @match run.as_slice() {
+                        [] => {}
+                        [(cx, cy)] => {
+                            circle.dot.(name) r="2.5" cx=(format!("{cx:.1}"))
+                                cy=(format!("{cy:.1}")) {}
+                        }
+                        run => {
+                            polyline.line.(name) points=(polyline(run)) {}
+                        }
                     }
                 }
-                None => runs.push(Vec::new()),
+            }
+            // Legend.
+            @for (i, (name, _)) in LINES.iter().enumerate() {
+                @let lx = LEFT + 10.0 + i as f64 * 70.0;
+                line.line.(name) x1=(lx) y1=(TOP) x2=(lx + 18.0) y2=(TOP) {}
+                text.legend x=(lx + 22.0) y=(TOP + 4.0) { (name) }
             }
         }
-        for run in runs {
-            match run.as_slice() {
-                [] => {}
-                [(cx, cy)] => {
-                    let _ = write!(
-                        out,
-                        r#"<circle class="dot {name}" r="2.5" cx="{cx:.1}" cy="{cy:.1}"/>"#
-                    );
-                }
-                run => {
-                    let pts: Vec<String> = run
-                        .iter()
-                        .map(|(px, py)| format!("{px:.1},{py:.1}"))
-                        .collect();
-                    let _ = write!(
-                        out,
-                        r#"<polyline class="line {name}" points="{}"/>"#,
-                        pts.join(" ")
-                    );
-                }
-            }
+        @if max == 0.0 {
+            p.empty { "No requests in this window yet." }
         }
     }
-    // Legend.
-    for (i, (name, _)) in LINES.iter().enumerate() {
-        let lx = LEFT + 10.0 + i as f64 * 70.0;
-        let _ = write!(
-            out,
-            r#"<line class="line {name}" x1="{lx}" y1="{TOP}" x2="{}" y2="{TOP}"/><text class="legend" x="{}" y="{}">{name}</text>"#,
-            lx + 18.0,
-            lx + 22.0,
-            TOP + 4.0
-        );
+}
+
+/// The runs of `points` that have a value by `pick`, each point placed by `at(seconds ago,
+/// value)`: a step without a value ends a run.
+fn runs(
+    points: &[SeriesPoint],
+    pick: Pick,
+    at: impl Fn(f64, u64) -> (f64, f64),
+) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for p in points {
+        match pick(p) {
+            Some(v) => {
+                if let Some(run) = runs.last_mut() {
+                    run.push(at(p.ago_secs, v));
+                }
+            }
+            None => runs.push(Vec::new()),
+        }
     }
-    out.push_str("</svg>");
-    if max == 0.0 {
-        out.push_str(r#"<p class="empty">No requests in this window yet.</p>"#);
-    }
-    out
+    runs
+}
+
+/// The `points` of a polyline, to a tenth.
+fn polyline(run: &[(f64, f64)]) -> String {
+    run.iter()
+        .map(|(px, py)| format!("{px:.1},{py:.1}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn direction(series: &TimeSeries) -> &'static str {
@@ -189,7 +174,7 @@ mod tests {
                 point(0.0, Some(8)),
             ],
         };
-        let svg = render(&series);
+        let svg = render(&series).into_string();
         assert_eq!(svg.matches(r#"<polyline class="line p50""#).count(), 2);
         assert_eq!(svg.matches(r#"<polyline class="line p99""#).count(), 2);
         assert!(svg.contains(r#"data-points="6""#));
@@ -208,7 +193,7 @@ mod tests {
             step_secs: 10.0,
             points: vec![point(10.0, None), point(0.0, None)],
         };
-        let svg = render(&series);
+        let svg = render(&series).into_string();
         assert!(svg.contains("No requests in this window yet"));
         assert!(!svg.contains("<polyline"));
     }

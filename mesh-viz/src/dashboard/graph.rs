@@ -11,9 +11,10 @@
 //! scripts and tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
-use super::html::{esc, success_class, workload_href};
+use maud::{Markup, html};
+
+use super::html::{raw, success_class, workload_href};
 use crate::metrics::{EdgeRow, format_rps, format_success};
 
 const NODE_W: f64 = 180.0;
@@ -36,7 +37,7 @@ pub(crate) struct Node {
 type Key = (String, String);
 
 /// The graph of `namespace`: `nodes` (its workloads) and `edges` (with an end in it).
-pub(crate) fn render(namespace: &str, nodes: &[Node], edges: &[EdgeRow]) -> String {
+pub(crate) fn render(namespace: &str, nodes: &[Node], edges: &[EdgeRow]) -> Markup {
     // Every node, with the peers that only edges name.
     let mut all: BTreeMap<Key, Node> = nodes
         .iter()
@@ -55,7 +56,7 @@ pub(crate) fn render(namespace: &str, nodes: &[Node], edges: &[EdgeRow]) -> Stri
         }
     }
     if all.is_empty() {
-        return String::from(r#"<p class="empty">No workloads in this namespace yet.</p>"#);
+        return html! { p.empty { "No workloads in this namespace yet." } };
     }
     let keys: Vec<Key> = all.keys().cloned().collect();
     let index: BTreeMap<&Key, usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
@@ -76,157 +77,134 @@ pub(crate) fn render(namespace: &str, nodes: &[Node], edges: &[EdgeRow]) -> Stri
         (MARGIN + c as f64 * COL, MARGIN + r as f64 * ROW)
     };
 
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg class="topology" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="Topology of namespace {}">"#,
-        esc(namespace)
-    );
-    out.push_str(
-        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>"#,
-    );
+    let drawn: Vec<(Markup, Markup)> = edges
+        .iter()
+        .filter_map(|e| Some((e, ends(e)?)))
+        .map(|(e, (s, d))| {
+            let wire = Wire::between(xy(s), xy(d), pos[d].0 > pos[s].0);
+            render_edge(e, &wire)
+        })
+        .collect();
+    html! {
+        svg.topology viewBox={ "0 0 " (width) " " (height) } width=(width) height=(height)
+            role="img" aria-label={ "Topology of namespace " (namespace) } {
+            defs {
+                marker #arrow viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8"
+                    markerHeight="8" orient="auto-start-reverse" {
+                    path d="M0,0 L10,5 L0,10 z" {}
+                }
+            }
+            // Wires first, then nodes over their ends, then the labels over everything.
+            @for (wire, _) in &drawn { (wire) }
+            @for (i, key) in keys.iter().enumerate() {
+                (render_node(namespace, &all[key], xy(i)))
+            }
+            @for (_, label) in &drawn { (label) }
+        }
+        @if edges.is_empty() {
+            p.empty { "No traffic between workloads yet." }
+        }
+    }
+}
 
-    // Wires first, then nodes over their ends, then the labels over everything.
-    let mut labels = String::new();
-    for e in edges {
-        let Some((s, d)) = ends(e) else { continue };
-        let (sx, sy) = xy(s);
-        let (dx, dy) = xy(d);
-        let (x1, y1, x2, y2) = if pos[d].0 > pos[s].0 {
-            (sx + NODE_W, sy + NODE_H / 2.0, dx, dy + NODE_H / 2.0)
+/// Where an edge's wire runs and its label sits.
+struct Wire {
+    path: String,
+    label: (f64, f64),
+}
+
+impl Wire {
+    /// From the node at `(sx, sy)` to the node at `(dx, dy)`: left to right when `forward`
+    /// (the callee is in a later column), else a dip under both.
+    fn between((sx, sy): (f64, f64), (dx, dy): (f64, f64), forward: bool) -> Self {
+        if forward {
+            let (x1, y1, x2, y2) = (sx + NODE_W, sy + NODE_H / 2.0, dx, dy + NODE_H / 2.0);
+            let bend = ((x2 - x1) / 2.0).max(40.0);
+            Self {
+                path: format!(
+                    "M{x1},{y1} C{},{y1} {},{y2} {x2},{y2}",
+                    x1 + bend,
+                    x2 - bend
+                ),
+                label: ((x1 + x2) / 2.0, (y1 + y2) / 2.0),
+            }
         } else {
             // A call back or within a column: from the bottom of one to the bottom of the other.
-            (
-                sx + NODE_W / 2.0,
-                sy + NODE_H,
-                dx + NODE_W / 2.0 + 12.0,
-                dy + NODE_H,
-            )
-        };
-        let bend = if pos[d].0 > pos[s].0 {
-            ((x2 - x1) / 2.0).max(40.0)
-        } else {
-            0.0
-        };
-        let path = if bend > 0.0 {
-            format!(
-                "M{x1},{y1} C{},{y1} {},{y2} {x2},{y2}",
-                x1 + bend,
-                x2 - bend
-            )
-        } else {
+            let (x1, y1) = (sx + NODE_W / 2.0, sy + NODE_H);
+            let (x2, y2) = (dx + NODE_W / 2.0 + 12.0, dy + NODE_H);
             let dip = y1.max(y2) + ROW / 2.0;
-            format!("M{x1},{y1} C{x1},{dip} {x2},{dip} {x2},{y2}")
-        };
-        let (lx, ly) = if bend > 0.0 {
-            ((x1 + x2) / 2.0, (y1 + y2) / 2.0)
-        } else {
-            ((x1 + x2) / 2.0, y1.max(y2) + ROW * 0.375)
-        };
-        let label = format!("{} · {}", format_rps(e.rps), format_success(e.success));
-        let class = success_class(e.success);
-        let secured = if e.secured { "secured" } else { "plain" };
-        let _ = write!(
-            out,
-            r#"<g class="edge {secured} {class}" data-src="{}" data-dst="{}" data-src-ns="{}" data-dst-ns="{}" data-secured="{}" data-rps="{}" data-success="{}">"#,
-            esc(&e.src),
-            esc(&e.dst),
-            esc(&e.src_namespace),
-            esc(&e.dst_namespace),
-            e.secured,
-            e.rps.map(|v| v.to_string()).unwrap_or_default(),
-            e.success.map(|v| v.to_string()).unwrap_or_default(),
-        );
-        let tls = if e.secured {
-            format!("mTLS, client {}", e.client_id)
-        } else if e.no_tls_reason.is_empty() {
-            "not mTLS".to_string()
-        } else {
-            format!("not mTLS: {}", e.no_tls_reason)
-        };
-        let _ = write!(
-            out,
-            r#"<title>{} → {}: {} ({})</title><path class="wire" d="{path}" marker-end="url(#arrow)"/></g>"#,
-            esc(&e.src),
-            esc(&e.dst),
-            esc(&label),
-            esc(&tls),
-        );
-        let _ = write!(
-            labels,
-            r#"<g class="edge-label {secured} {class}" data-src="{}" data-dst="{}"><title>{} → {}: {} ({})</title>"#,
-            esc(&e.src),
-            esc(&e.dst),
-            esc(&e.src),
-            esc(&e.dst),
-            esc(&label),
-            esc(&tls),
-        );
-        let lock_w = if e.secured { 14.0 } else { 0.0 };
-        let text_w = label.chars().count() as f64 * 6.6;
-        let w = text_w + lock_w + 10.0;
-        let _ = write!(
-            labels,
-            r#"<rect class="label-bg" x="{}" y="{}" width="{w}" height="18" rx="4"/>"#,
-            lx - w / 2.0,
-            ly - 9.0
-        );
-        if e.secured {
-            // A padlock: shackle and body.
-            let (px, py) = (lx - w / 2.0 + 5.0, ly - 6.0);
-            let _ = write!(
-                labels,
-                r#"<g class="lock" aria-label="mTLS"><path d="M{},{} v-2.5 a3,3 0 0 1 6,0 v2.5" fill="none"/><rect x="{px}" y="{}" width="9" height="7" rx="1"/></g>"#,
-                px + 1.5,
-                py + 4.0,
-                py + 4.0,
-            );
+            Self {
+                path: format!("M{x1},{y1} C{x1},{dip} {x2},{dip} {x2},{y2}"),
+                label: ((x1 + x2) / 2.0, y1.max(y2) + ROW * 0.375),
+            }
         }
-        let _ = write!(
-            labels,
-            r#"<text class="label" x="{}" y="{}">{}</text></g>"#,
-            lx - w / 2.0 + 5.0 + lock_w,
-            ly + 4.0,
-            esc(&label)
-        );
     }
+}
 
-    for (i, key) in keys.iter().enumerate() {
-        let n = &all[key];
-        let (x, y) = xy(i);
-        let title = if n.namespace == namespace {
-            n.name.clone()
-        } else {
-            format!("{}.{}", n.name, n.namespace)
-        };
-        let mut class = format!("node {}", success_class(n.success));
-        if n.namespace != namespace {
-            class.push_str(" external");
+/// An edge: its wire, and its label (drawn later, over the nodes).
+fn render_edge(e: &EdgeRow, wire: &Wire) -> (Markup, Markup) {
+    let label = format!("{} · {}", format_rps(e.rps), format_success(e.success));
+    let class = success_class(e.success);
+    let secured = if e.secured { "secured" } else { "plain" };
+    let tls = if e.secured {
+        format!("mTLS, client {}", e.client_id)
+    } else if e.no_tls_reason.is_empty() {
+        "not mTLS".to_string()
+    } else {
+        format!("not mTLS: {}", e.no_tls_reason)
+    };
+    let title = html! {
+        title { (e.src) " → " (e.dst) ": " (label) " (" (tls) ")" }
+    };
+    let edge = html! {
+        g.edge.(secured).(class) data-src=(e.src) data-dst=(e.dst) data-src-ns=(e.src_namespace)
+            data-dst-ns=(e.dst_namespace) data-secured=(e.secured) data-rps=(raw(e.rps))
+            data-success=(raw(e.success)) {
+            (title)
+            path.wire d=(wire.path) marker-end="url(#arrow)" {}
         }
-        if n.meshed == Some(false) {
-            class.push_str(" unmeshed");
+    };
+    let (lx, ly) = wire.label;
+    let lock_w = if e.secured { 14.0 } else { 0.0 };
+    let text_w = label.chars().count() as f64 * 6.6;
+    let w = text_w + lock_w + 10.0;
+    // A padlock: shackle and body.
+    let (px, py) = (lx - w / 2.0 + 5.0, ly - 6.0);
+    let label = html! {
+        g.edge-label.(secured).(class) data-src=(e.src) data-dst=(e.dst) {
+            (title)
+            rect.label-bg x=(lx - w / 2.0) y=(ly - 9.0) width=(w) height="18" rx="4" {}
+            @if e.secured {
+                g.lock aria-label="mTLS" {
+                    path d={ "M" (px + 1.5) "," (py + 4.0) " v-2.5 a3,3 0 0 1 6,0 v2.5" }
+                        fill="none" {}
+                    rect x=(px) y=(py + 4.0) width="9" height="7" rx="1" {}
+                }
+            }
+            text.label x=(lx - w / 2.0 + 5.0 + lock_w) y=(ly + 4.0) { (label) }
         }
-        let _ = write!(
-            out,
-            r#"<a href="{}"><g class="{class}" data-name="{}" data-namespace="{}"><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8"/><text class="name" x="{}" y="{}">{}</text><text class="sub" x="{}" y="{}">{} · {}</text></g></a>"#,
-            esc(&workload_href(&n.namespace, &n.name)),
-            esc(&n.name),
-            esc(&n.namespace),
-            x + 12.0,
-            y + 22.0,
-            esc(&title),
-            x + 12.0,
-            y + 42.0,
-            esc(&format_success(n.success)),
-            esc(&format_rps(n.rps)),
-        );
+    };
+    (edge, label)
+}
+
+/// A workload's box, linking to its page.
+fn render_node(namespace: &str, n: &Node, (x, y): (f64, f64)) -> Markup {
+    let external = n.namespace != namespace;
+    html! {
+        a href=(workload_href(&n.namespace, &n.name)) {
+            g.node.(success_class(n.success)).external[external].unmeshed[n.meshed == Some(false)]
+                data-name=(n.name) data-namespace=(n.namespace) {
+                rect x=(x) y=(y) width=(NODE_W) height=(NODE_H) rx="8" {}
+                text.name x=(x + 12.0) y=(y + 22.0) {
+                    (n.name)
+                    @if external { "." (n.namespace) }
+                }
+                text.sub x=(x + 12.0) y=(y + 42.0) {
+                    (format_success(n.success)) " · " (format_rps(n.rps))
+                }
+            }
+        }
     }
-    out.push_str(&labels);
-    out.push_str("</svg>");
-    if edges.is_empty() {
-        out.push_str(r#"<p class="empty">No traffic between workloads yet.</p>"#);
-    }
-    out
 }
 
 /// `(column, row)` of each of `n` nodes given the edges between them.
@@ -322,7 +300,7 @@ mod tests {
             edge("web", "emoji", true),
             edge("web", "voting", false),
         ];
-        let svg = render("emojivoto", &nodes, &edges);
+        let svg = render("emojivoto", &nodes, &edges).into_string();
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains(r#"data-src="web" data-dst="voting""#), "{svg}");
         assert!(svg.contains(r#"data-src="web" data-dst="emoji""#));
@@ -338,7 +316,7 @@ mod tests {
     fn names_are_escaped_and_peers_elsewhere_are_drawn() {
         let mut e = edge("<script>", "db", true);
         e.dst_namespace = "other\"ns".into();
-        let svg = render("emojivoto", &[node("<script>")], &[e]);
+        let svg = render("emojivoto", &[node("<script>")], &[e]).into_string();
         assert!(!svg.contains("<script>"));
         assert!(svg.contains("&lt;script&gt;"));
         assert!(svg.contains(r#"data-dst-ns="other&quot;ns""#));
@@ -348,8 +326,8 @@ mod tests {
 
     #[test]
     fn empty_namespaces_say_so() {
-        assert!(render("x", &[], &[]).contains("No workloads"));
-        let svg = render("emojivoto", &[node("web")], &[]);
+        assert!(render("x", &[], &[]).into_string().contains("No workloads"));
+        let svg = render("emojivoto", &[node("web")], &[]).into_string();
         assert!(svg.contains("<svg") && svg.contains("No traffic between workloads yet"));
     }
 }

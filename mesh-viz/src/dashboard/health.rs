@@ -17,6 +17,15 @@ use crate::metrics::MetricsSource;
 use crate::tap::Tapper;
 use mesh_control::catalog::Snapshot;
 
+/// Why the control plane's gRPC listener did not take a connection.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error(transparent)]
+    Connect(std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
 /// A certificate that expires within this is a warning (what `mesh check` warns at).
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(60 * 86_400);
 
@@ -186,8 +195,8 @@ pub(crate) async fn check(
                 tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(c.addr)).await;
             let listening = match probe {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+                Ok(Err(e)) => Err(ProbeError::Connect(e)),
+                Err(_) => Err(ProbeError::Timeout(PROBE_TIMEOUT)),
             };
             let grpc = |name: &str, what: String| match &listening {
                 Ok(()) => Component {

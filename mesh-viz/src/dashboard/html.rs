@@ -1,42 +1,14 @@
-//! Writing HTML safely: every name shown comes from a registration or the catalog, so every
-//! piece of text goes through [`esc`] (text and attribute values) or [`segment`] (a path
-//! segment of a link).
+//! The markup every page shares, written with [`maud`]'s `html!` templates: the page layout
+//! and navigation, live sections, error banners, golden-metric cells and links.
+//!
+//! Every name shown comes from a registration or the catalog. Templates escape every spliced
+//! value (`(x)`) for text and double-quoted attributes; only [`Markup`] (already rendered by a
+//! template) is spliced as it is. Names in links go through [`segment`] first.
 
-use std::fmt::{self, Write as _};
+use maud::{DOCTYPE, Markup, html};
+use percent_encoding::utf8_percent_encode;
 
 use crate::metrics::{format_latency, format_rps, format_success};
-
-/// Text escaped for an HTML text node or a quoted attribute value.
-///
-/// ```
-/// # use mesh_viz::dashboard::html::esc;
-/// assert_eq!(esc(r#"<b a="1">&'"#).to_string(), "&lt;b a=&quot;1&quot;&gt;&amp;&#39;");
-/// ```
-pub fn esc(s: &str) -> Esc<'_> {
-    Esc(s)
-}
-
-/// Displays as its text, escaped; see [`esc`].
-#[derive(Clone, Copy, Debug)]
-pub struct Esc<'a>(&'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..i])?;
-            f.write_str(match rest.as_bytes()[i] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[i + 1..];
-        }
-        f.write_str(rest)
-    }
-}
 
 /// A path segment, percent-encoded (and so also safe in an attribute).
 ///
@@ -45,7 +17,7 @@ impl fmt::Display for Esc<'_> {
 /// assert_eq!(segment("a b/<c>"), "a%20b%2F%3Cc%3E");
 /// ```
 pub fn segment(s: &str) -> String {
-    crate::metrics::api::percent_encode(s)
+    utf8_percent_encode(s, crate::URL_COMPONENT).to_string()
 }
 
 /// The link to a namespace's page.
@@ -58,37 +30,33 @@ pub(crate) fn workload_href(ns: &str, name: &str) -> String {
     format!("/namespaces/{}/workloads/{}", segment(ns), segment(name))
 }
 
+/// A raw value for a `data-value` attribute: empty when there is none.
+pub(crate) fn raw(value: Option<impl ToString>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
 /// A table cell with a number the client can sort by: `data-value` holds the raw value
 /// (empty when there is none), the text is formatted as the CLI formats it.
-pub(crate) fn num_cell(out: &mut String, metric: &str, raw: Option<f64>, text: &str) {
-    let value = raw.map(|v| v.to_string()).unwrap_or_default();
-    let _ = write!(
-        out,
-        r#"<td class="num" data-metric="{}" data-value="{}">{}</td>"#,
-        esc(metric),
-        esc(&value),
-        esc(text)
-    );
+pub(crate) fn num_cell(metric: &str, value: Option<f64>, text: &str) -> Markup {
+    html! {
+        td.num data-metric=(metric) data-value=(raw(value)) { (text) }
+    }
 }
 
 /// The golden-metric cells of a row: success, RPS, p50, p95, p99.
 pub(crate) fn golden_cells(
-    out: &mut String,
     success: Option<f64>,
     rps: Option<f64>,
     latency: [Option<u64>; 3],
-) {
-    let class = success_class(success);
-    let value = success.map(|v| v.to_string()).unwrap_or_default();
-    let _ = write!(
-        out,
-        r#"<td class="num {class}" data-metric="success" data-value="{}">{}</td>"#,
-        esc(&value),
-        esc(&format_success(success))
-    );
-    num_cell(out, "rps", rps, &format_rps(rps));
-    for (metric, v) in ["p50", "p95", "p99"].iter().zip(latency) {
-        num_cell(out, metric, v.map(|v| v as f64), &format_latency(v));
+) -> Markup {
+    html! {
+        td.num.(success_class(success)) data-metric="success" data-value=(raw(success)) {
+            (format_success(success))
+        }
+        (num_cell("rps", rps, &format_rps(rps)))
+        @for (metric, v) in ["p50", "p95", "p99"].into_iter().zip(latency) {
+            (num_cell(metric, v.map(|v| v as f64), &format_latency(v)))
+        }
     }
 }
 
@@ -110,85 +78,71 @@ pub(crate) enum Nav {
     Splits,
 }
 
+/// A link of the breadcrumbs: where it goes (`None` for the current page) and its text.
+pub(crate) type Crumb = (Option<String>, String);
+
 /// A whole page: head, navigation, `body`. The script fetches the page's live parts (the
 /// `data-live` attributes) again every `data-refresh-ms` of the body.
-pub(crate) fn page(title: &str, nav: Nav, crumbs: &[(String, String)], body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 1024);
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · mesh</title>\
-         <link rel=\"icon\" href=\"data:,\">\
-         <link rel=\"stylesheet\" href=\"{}\">\
-         <script src=\"{}\" defer></script></head><body data-refresh-ms=\"{}\">",
-        esc(title),
-        super::STYLE_PATH,
-        super::SCRIPT_PATH,
-        super::REFRESH_MS,
-    );
-    let cur = |n: Nav| {
-        if n == nav {
-            " aria-current=\"page\""
-        } else {
-            ""
-        }
-    };
-    let _ = write!(
-        out,
-        "<header><a class=\"brand\" href=\"/\">mesh</a><nav>\
-         <a href=\"/\"{}>Overview</a><a href=\"/splits\"{}>Traffic splits</a></nav>\
-         <span class=\"live-status\" id=\"live-status\">live updates need JavaScript</span></header>",
-        cur(Nav::Overview),
-        cur(Nav::Splits),
-    );
-    out.push_str("<main>");
-    if !crumbs.is_empty() {
-        out.push_str("<p class=\"crumbs\"><a href=\"/\">Overview</a>");
-        for (href, text) in crumbs {
-            if href.is_empty() {
-                let _ = write!(out, " / <span>{}</span>", esc(text));
-            } else {
-                let _ = write!(out, " / <a href=\"{}\">{}</a>", esc(href), esc(text));
+pub(crate) fn page(title: &str, nav: Nav, crumbs: &[Crumb], body: Markup) -> Markup {
+    let current = |n: Nav| (n == nav).then_some("page");
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · mesh" }
+                link rel="icon" href="data:,";
+                link rel="stylesheet" href=(super::STYLE_PATH);
+                script src=(super::SCRIPT_PATH) defer {}
+            }
+            body data-refresh-ms=(super::REFRESH_MS) {
+                header {
+                    a.brand href="/" { "mesh" }
+                    nav {
+                        a href="/" aria-current=[current(Nav::Overview)] { "Overview" }
+                        a href="/splits" aria-current=[current(Nav::Splits)] { "Traffic splits" }
+                    }
+                    span.live-status #live-status { "live updates need JavaScript" }
+                }
+                main {
+                    @if !crumbs.is_empty() {
+                        p.crumbs {
+                            a href="/" { "Overview" }
+                            @for (href, text) in crumbs {
+                                " / "
+                                @if let Some(href) = href {
+                                    a href=(href) { (text) }
+                                } @else {
+                                    span { (text) }
+                                }
+                            }
+                        }
+                    }
+                    (body)
+                }
             }
         }
-        out.push_str("</p>");
     }
-    out.push_str(body);
-    out.push_str("</main></body></html>\n");
-    out
 }
 
 /// A live section: its id, the URL its content is fetched from again, and its content.
-pub(crate) fn live_section(out: &mut String, id: &str, href: &str, content: &str) {
-    let _ = write!(
-        out,
-        r#"<div class="live" id="{}" data-live="{}">{}</div>"#,
-        esc(id),
-        esc(href),
-        content
-    );
+pub(crate) fn live_section(id: &str, href: &str, content: Markup) -> Markup {
+    html! {
+        div.live id=(id) data-live=(href) { (content) }
+    }
 }
 
 /// An error banner.
-pub(crate) fn error_banner(out: &mut String, message: &str) {
-    let _ = write!(out, r#"<p class="error" role="alert">{}</p>"#, esc(message));
+pub(crate) fn error_banner(message: &str) -> Markup {
+    html! {
+        p.error role="alert" { (message) }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_everything_that_could_open_markup() {
-        let evil = r#"</td><script>alert("x")</script>&'"#;
-        let out = esc(evil).to_string();
-        assert!(!out.contains('<') && !out.contains('>') && !out.contains('"'));
-        assert!(!out.contains('\''));
-        assert_eq!(esc("plain-name.ns").to_string(), "plain-name.ns");
-        assert_eq!(esc("").to_string(), "");
-        assert_eq!(esc("é<").to_string(), "é&lt;");
-    }
 
     #[test]
     fn links_encode_names() {
@@ -197,14 +151,27 @@ mod tests {
             "/namespaces/a%2Fb/workloads/w%22x"
         );
         assert_eq!(namespace_href("emojivoto"), "/namespaces/emojivoto");
+        assert_eq!(segment("é~-._"), "%C3%A9~-._");
     }
 
     #[test]
     fn golden_cells_carry_raw_values_and_cli_text() {
-        let mut out = String::new();
-        golden_cells(&mut out, Some(0.5), Some(2.0), [Some(1), None, Some(3)]);
+        let out = golden_cells(Some(0.5), Some(2.0), [Some(1), None, Some(3)]).into_string();
         assert!(out.contains(r#"class="num bad" data-metric="success" data-value="0.5">50.00%"#));
         assert!(out.contains(r#"data-metric="rps" data-value="2">2.0rps"#));
         assert!(out.contains(r#"data-metric="p95" data-value="">-"#));
+    }
+
+    #[test]
+    fn templates_escape_everything_that_could_open_markup() {
+        let evil = r#"</td><script>alert("x")</script>&'"#;
+        let out = error_banner(evil).into_string();
+        let text = out
+            .strip_prefix(r#"<p class="error" role="alert">"#)
+            .and_then(|s| s.strip_suffix("</p>"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(!text.contains('<') && !text.contains('>') && !text.contains('"'));
+        let cell = num_cell(evil, None, "").into_string();
+        assert_eq!(cell.matches('"').count(), 6, "{cell}");
     }
 }

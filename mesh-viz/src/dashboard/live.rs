@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Shared, json, json_error};
-use crate::metrics::{Direction, QueryError, SeriesQuery, api, parse_window};
+use crate::metrics::{Direction, QueryError, SeriesQuery, parse_window};
 use crate::tap::{MergedTap, ProxyState, TapError, TapLine, TapQuery, Top, TopRow};
 
 /// How often `/api/top` sends a snapshot.
@@ -84,7 +84,7 @@ pub(crate) async fn series(
     };
     match result {
         Ok(s) => json(StatusCode::OK, &s),
-        Err(e) => json_error(api::status_of(&e), &e.to_string()),
+        Err(e) => json_error(e.status(), &e.to_string()),
     }
 }
 
@@ -178,8 +178,7 @@ pub(crate) async fn top(
         Ok(m) => m,
         Err(e) => {
             let status = match &e {
-                TapError::Query(q) if q.is_not_found() => StatusCode::NOT_FOUND,
-                TapError::Query(_) => StatusCode::BAD_REQUEST,
+                TapError::Query(q) => q.status(),
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             return json_error(status, &e.to_string());

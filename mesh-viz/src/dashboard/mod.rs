@@ -19,7 +19,8 @@
 //! # Why server-rendered HTML with a little JavaScript
 //!
 //! - **One code path.** Every table, the topology graph and the latency chart are rendered in
-//!   Rust from the same query functions the JSON API serves the CLI
+//!   Rust, with [`maud`] templates checked at compile time, from the same query functions the
+//!   JSON API serves the CLI
 //!   ([`metrics::api::stat`](crate::metrics::api::stat), [`edges`](crate::metrics::api::edges),
 //!   [`routes`](crate::metrics::api::routes)), formatted with the CLI's own formatters
 //!   (`96.83%`, `2.9rps`, `8ms`). A browser and `mesh stat` cannot disagree.
@@ -34,9 +35,9 @@
 //!   every response carries a strict `Content-Security-Policy` (scripts and styles only from
 //!   the dashboard itself); requests whose `Host` is neither an IP address nor `localhost` are
 //!   refused (DNS rebinding). Every name shown comes from registrations or the catalog and is
-//!   escaped ([`html::esc`]). Tap shows request and response heads (method, authority, path,
-//!   status, timing) and the proxies' labels only when a row is expanded: the tap stream
-//!   carries no headers and never bodies.
+//!   escaped by the templates, which escape whatever they splice ([`html`]). Tap shows request
+//!   and response heads (method, authority, path, status, timing) and the proxies' labels only
+//!   when a row is expanded: the tap stream carries no headers and never bodies.
 //!
 //! # Example
 //!
@@ -231,7 +232,7 @@ async fn health_json(State(d): State<Shared>) -> Response {
 async fn splits_json(State(d): State<Shared>) -> Response {
     match d.splits().await {
         Ok(s) => json(StatusCode::OK, &s),
-        Err(e) => json_error(api::status_of(&e), &e.to_string()),
+        Err(e) => json_error(e.status(), &e.to_string()),
     }
 }
 

@@ -2,11 +2,11 @@
 //! golden metrics (its inbound traffic, from the same `stat` query the CLI asks).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
+use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 
-use super::html::{esc, golden_cells, workload_href};
+use super::html::{golden_cells, workload_href};
 use crate::metrics::StatRow;
 use mesh_control::catalog::Snapshot;
 
@@ -94,59 +94,78 @@ pub(crate) fn splits(snapshot: &Snapshot, stats: &[StatRow]) -> Vec<Split> {
         .collect()
 }
 
-/// The splits section of the page.
-pub(crate) fn render(splits: &[Split]) -> String {
-    let mut out = String::new();
-    if splits.is_empty() {
-        out.push_str(
-            r#"<div class="cta"><h3>No traffic splits</h3><p>Send a share of a service's requests to other services by giving it a <code>split</code> in the catalog (<code>mesh control --config mesh.yaml</code>), for instance:</p><pre><code>services:
+/// What the splits section shows when the catalog has none: how to add one.
+const SPLIT_EXAMPLE: &str = "services:
   - name: emoji
     namespace: emojivoto
     split:
       - {service: emoji-v1, weight: 90}
-      - {service: emoji-v2, weight: 10}</code></pre><p>Edits apply live.</p></div>"#,
-        );
-        return out;
+      - {service: emoji-v2, weight: 10}";
+
+/// The splits section of the page.
+pub(crate) fn render(splits: &[Split]) -> Markup {
+    if splits.is_empty() {
+        return html! {
+            div.cta {
+                h3 { "No traffic splits" }
+                p {
+                    "Send a share of a service's requests to other services by giving it a "
+                    code { "split" } " in the catalog (" code { "mesh control --config mesh.yaml" }
+                    "), for instance:"
+                }
+                pre { code { (SPLIT_EXAMPLE) } }
+                p { "Edits apply live." }
+            }
+        };
     }
-    for s in splits {
-        let _ = write!(
-            out,
-            r#"<section class="split" data-service="{}" data-namespace="{}"><h2>{}.{}</h2><table class="metrics"><thead><tr><th>Backend</th><th>Weight</th><th>Share</th><th>Meshed</th><th>Success</th><th>RPS</th><th>P50</th><th>P95</th><th>P99</th></tr></thead><tbody>"#,
-            esc(&s.service),
-            esc(&s.namespace),
-            esc(&s.service),
-            esc(&s.namespace),
-        );
-        for b in &s.backends {
-            let name = if b.namespace == s.namespace {
-                b.service.clone()
-            } else {
-                format!("{}.{}", b.service, b.namespace)
-            };
-            let _ = write!(
-                out,
-                r#"<tr data-backend="{}"><td><a href="{}">{}</a></td><td class="num" data-metric="weight" data-value="{}">{}</td><td class="num" data-metric="share" data-value="{}"><svg class="bar" width="80" height="10" aria-hidden="true"><rect class="track" width="80" height="10"/><rect width="{:.1}" height="10"/></svg> {:.1}%</td><td class="num">{}</td>"#,
-                esc(&b.service),
-                esc(&workload_href(&b.namespace, &b.service)),
-                esc(&name),
-                b.weight,
-                b.weight,
-                b.share,
-                b.share * 80.0,
-                b.share * 100.0,
-                esc(&b.meshed),
-            );
-            golden_cells(
-                &mut out,
+    html! {
+        @for s in splits {
+            section.split data-service=(s.service) data-namespace=(s.namespace) {
+                h2 { (s.service) "." (s.namespace) }
+                table.metrics {
+                    thead {
+                        tr {
+                            th { "Backend" } th { "Weight" } th { "Share" } th { "Meshed" }
+                            th { "Success" } th { "RPS" } th { "P50" } th { "P95" } th { "P99" }
+                        }
+                    }
+                    tbody {
+                        @for b in &s.backends {
+                            (render_backend(s, b))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A backend's row: its weight and share (with a bar), and its numbers.
+fn render_backend(s: &Split, b: &SplitBackend) -> Markup {
+    html! {
+        tr data-backend=(b.service) {
+            td {
+                a href=(workload_href(&b.namespace, &b.service)) {
+                    (b.service)
+                    @if b.namespace != s.namespace { "." (b.namespace) }
+                }
+            }
+            td.num data-metric="weight" data-value=(b.weight) { (b.weight) }
+            td.num data-metric="share" data-value=(b.share) {
+                svg.bar width="80" height="10" aria-hidden="true" {
+                    rect.track width="80" height="10" {}
+                    rect width=(format!("{:.1}", b.share * 80.0)) height="10" {}
+                }
+                " " (format!("{:.1}", b.share * 100.0)) "%"
+            }
+            td.num { (b.meshed) }
+            (golden_cells(
                 b.success,
                 b.rps,
                 [b.latency_ms_p50, b.latency_ms_p95, b.latency_ms_p99],
-            );
-            out.push_str("</tr>");
+            ))
         }
-        out.push_str("</tbody></table></section>");
     }
-    out
 }
 
 #[cfg(test)]
@@ -214,7 +233,7 @@ mod tests {
         assert_eq!(s.backends[1].meshed, "0/0");
         assert_eq!(s.backends[1].port, Some(8080));
 
-        let html = render(&splits);
+        let html = render(&splits).into_string();
         assert!(html.contains(r#"data-service="emoji""#));
         assert!(html.contains("90.0%") && html.contains("10.0%"));
         assert!(html.contains("50.00%"));
@@ -223,7 +242,7 @@ mod tests {
 
     #[test]
     fn no_splits_explains_how_to_add_one() {
-        let html = render(&[]);
+        let html = render(&[]).into_string();
         assert!(html.contains("No traffic splits") && html.contains("split:"));
     }
 }

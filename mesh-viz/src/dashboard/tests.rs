@@ -213,7 +213,7 @@ async fn the_workload_page_shows_inbound_and_outbound_numbers() {
     .await;
     assert!(body.contains(r#"value="/api/vote&quot;&gt;""#), "{body}");
     assert!(body.contains("<option selected>POST</option>"));
-    assert!(body.contains("--path &#39;/api/vote&quot;&gt;&#39; --method post"));
+    assert!(body.contains("--path '/api/vote&quot;&gt;' --method post"));
 
     let (status, _, body) = get(&app, "/namespaces/emojivoto/workloads/ghost").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -33,15 +33,18 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::query::{
-    EdgesQuery, QueryError, Resource, RoutesQuery, StatQuery, Target, format_window, parse_window,
+    EdgesQuery, Resource, RoutesQuery, StatQuery, Target, format_window, parse_window,
 };
 use super::rows::{EdgeRow, RouteRow, StatRow, WorkloadStatus};
 use super::source::MetricsSource;
+use crate::QueryError;
+use mesh_core::BoxError;
 
 /// The file in the state directory holding the API's address.
 pub const API_ADDR: &str = "api.addr";
@@ -239,20 +242,16 @@ pub async fn workloads(source: &dyn MetricsSource) -> Result<Vec<WorkloadStatus>
     source.workloads().await
 }
 
-/// The status an error is answered with.
+/// The status an error is answered with ([`QueryError::status`]).
 pub fn status_of(e: &QueryError) -> StatusCode {
-    match e {
-        QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
-        QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-        QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
+    e.status()
 }
 
 fn respond<T: Serialize>(result: Result<T, QueryError>) -> Response {
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, serde_json::to_vec(&v)),
         Err(e) => (
-            status_of(&e),
+            e.status(),
             serde_json::to_vec(&serde_json::json!({ "error": e.to_string() })),
         ),
     };
@@ -348,30 +347,44 @@ impl ApiClient {
     {
         let query = encode_query(params);
         let uri = format!("http://{}{path}?{query}", self.addr);
-        let unavailable = |e: &dyn std::fmt::Display| {
-            QueryError::unavailable(format!(
-                "the control plane's metrics API at {} did not answer: {e} (is `mesh control` running?)",
-                self.addr
-            ))
+        let unreachable = |source: BoxError| {
+            QueryError::unreachable(
+                format!(
+                    "the control plane's metrics API at {} did not answer (is `mesh control` \
+                     running?)",
+                    self.addr
+                ),
+                source,
+            )
         };
         let req = http::Request::get(&uri)
             .body(Empty::new())
-            .map_err(|e| QueryError::invalid(e.to_string()))?;
+            .map_err(|source| QueryError::Url {
+                url: uri.clone(),
+                source,
+            })?;
         let fetch = async {
             let rsp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| unavailable(&e))?;
+                .map_err(|e| unreachable(e.into()))?;
             let status = rsp.status();
             let body = Limited::new(rsp.into_body(), 64 * 1024 * 1024)
                 .collect()
                 .await
-                .map_err(|e| unavailable(&e))?
+                .map_err(unreachable)?
                 .to_bytes();
             if status.is_success() {
-                return serde_json::from_slice(&body)
-                    .map_err(|e| QueryError::unavailable(format!("a malformed answer: {e}")));
+                return serde_json::from_slice(&body).map_err(|e| {
+                    QueryError::unreachable(
+                        format!(
+                            "a malformed answer from the control plane's metrics API at {}",
+                            self.addr
+                        ),
+                        e,
+                    )
+                });
             }
             let msg = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -385,7 +398,11 @@ impl ApiClient {
         };
         match tokio::time::timeout(self.timeout, fetch).await {
             Ok(r) => r,
-            Err(_) => Err(unavailable(&format!("no answer within {:?}", self.timeout))),
+            Err(_) => Err(QueryError::unavailable(format!(
+                "the control plane's metrics API at {} did not answer within {:?} (is `mesh \
+                 control` running?)",
+                self.addr, self.timeout
+            ))),
         }
     }
 }
@@ -426,22 +443,9 @@ pub(crate) fn encode_query<P: Serialize>(params: &P) -> String {
         if !out.is_empty() {
             out.push('&');
         }
-        out.push_str(&percent_encode(&k));
+        out.extend(utf8_percent_encode(&k, crate::URL_COMPONENT));
         out.push('=');
-        out.push_str(&percent_encode(&v));
-    }
-    out
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+        out.extend(utf8_percent_encode(&v, crate::URL_COMPONENT));
     }
     out
 }
@@ -458,13 +462,13 @@ mod tests {
             .to(Target::new("svc/voting".parse().expect("resource"))
                 .in_namespace(Some("other".to_string())))
             .include_unmeshed(true);
-        assert_eq!(StatParams::from_query(&q).to_query(), Ok(q));
+        assert_eq!(StatParams::from_query(&q).to_query().ok(), Some(q));
 
         let q = RoutesQuery::new("web", "emojivoto").window(Duration::from_secs(30));
-        assert_eq!(RoutesParams::from_query(&q).to_query(), Ok(q));
+        assert_eq!(RoutesParams::from_query(&q).to_query().ok(), Some(q));
 
         let q = EdgesQuery::new(None);
-        assert_eq!(EdgesParams::from_query(&q).to_query(), Ok(q));
+        assert_eq!(EdgesParams::from_query(&q).to_query().ok(), Some(q));
     }
 
     #[test]
@@ -478,7 +482,7 @@ mod tests {
             window: Some("forever".into()),
             ..Default::default()
         };
-        assert!(matches!(p.to_query(), Err(QueryError::Invalid(_))));
+        assert!(matches!(p.to_query(), Err(QueryError::Window(_))));
         assert!(matches!(
             RoutesParams::default().to_query(),
             Err(QueryError::Invalid(_))

@@ -17,15 +17,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::quantile::histogram_quantile;
-use super::query::{
-    DEFAULT_ROUTE, EdgesQuery, QueryError, ResourceKind, RoutesQuery, StatQuery, Target,
-};
+use super::query::{DEFAULT_ROUTE, EdgesQuery, ResourceKind, RoutesQuery, StatQuery, Target};
 use super::rows::{
     Direction, EdgeBuilder, EdgeRow, EdgeSighting, Golden, Meshed, RouteRow, StatRow,
     WorkloadStatus, identity_workload, route_rows,
 };
 use super::series::{SeriesPoint, SeriesQuery, TimeSeries};
 use super::store::{Family, Series, StoreData, WindowView, WorkloadData};
+use crate::QueryError;
 
 /// Which series of a workload a number is made of.
 #[derive(Clone, Copy, Debug, Default)]

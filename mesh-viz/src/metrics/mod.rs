@@ -92,8 +92,8 @@ mod workload;
 pub use self::prometheus::PrometheusSource;
 pub use self::quantile::histogram_quantile;
 pub use self::query::{
-    DEFAULT_ROUTE, DEFAULT_WINDOW, EdgesQuery, QueryError, Resource, ResourceKind, RoutesQuery,
-    StatQuery, Target, format_window, parse_window,
+    DEFAULT_ROUTE, DEFAULT_WINDOW, EdgesQuery, Resource, ResourceKind, RoutesQuery, StatQuery,
+    Target, format_window, parse_window,
 };
 pub use self::render::{
     NO_EDGES, NO_TRAFFIC, Output, format_latency, format_rps, format_success, render_edges,
@@ -108,6 +108,7 @@ pub use self::series::{
 pub use self::source::MetricsSource;
 pub use self::store::{Clock, DEFAULT_RETENTION, DEFAULT_STALE_AFTER, Store};
 pub use self::workload::{WORKLOADS_DIR, Workload};
+pub use crate::QueryError;
 
 #[cfg(test)]
 mod tests;

@@ -29,16 +29,18 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
-use super::api::percent_encode;
-use super::query::{EdgesQuery, QueryError, ResourceKind, RoutesQuery, StatQuery, check_window};
+use super::query::{EdgesQuery, ResourceKind, RoutesQuery, StatQuery, check_window};
 use super::rows::{
     Direction, EdgeBuilder, EdgeRow, EdgeSighting, Golden, Meshed, RouteRow, StatRow,
     WorkloadStatus, identity_workload, route_rows,
 };
 use super::source::MetricsSource;
 use super::workload::Workload;
+use crate::QueryError;
+use mesh_core::BoxError;
 
 /// One element of an instant vector.
 #[derive(Clone, Debug, PartialEq)]
@@ -160,26 +162,40 @@ impl PrometheusSource {
         let uri = format!(
             "{}/api/v1/query?query={}",
             self.base,
-            percent_encode(promql)
+            utf8_percent_encode(promql, crate::URL_COMPONENT)
         );
         let failed = |e: &dyn std::fmt::Display| {
             QueryError::unavailable(format!("Prometheus at {}: {e}", self.base))
         };
+        let unreachable = |source: BoxError| {
+            QueryError::unreachable(format!("Prometheus at {}", self.base), source)
+        };
         let req = http::Request::get(&uri)
             .body(Empty::new())
-            .map_err(|e| QueryError::invalid(format!("bad Prometheus URL {uri:?}: {e}")))?;
+            .map_err(|source| QueryError::Url {
+                url: uri.clone(),
+                source,
+            })?;
         let fetch = async {
-            let rsp = self.client.request(req).await.map_err(|e| failed(&e))?;
+            let rsp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| unreachable(e.into()))?;
             let body = Limited::new(rsp.into_body(), 64 * 1024 * 1024)
                 .collect()
                 .await
-                .map_err(|e| failed(&e))?
+                .map_err(unreachable)?
                 .to_bytes();
             let parsed: ApiResponse = serde_json::from_slice(&body).map_err(|e| {
-                failed(&format!(
-                    "not a Prometheus API answer ({e}): {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                ))
+                QueryError::unreachable(
+                    format!(
+                        "Prometheus at {}: not a Prometheus API answer ({})",
+                        self.base,
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    ),
+                    e,
+                )
             })?;
             if parsed.status != "success" {
                 return Err(failed(&format!(
@@ -213,10 +229,13 @@ impl PrometheusSource {
 
     fn workloads_now(&self) -> Result<Vec<Workload>, QueryError> {
         Workload::load_all(&self.state_dir).map_err(|e| {
-            QueryError::unavailable(format!(
-                "cannot list the workloads in {}: {e}",
-                Workload::dir(&self.state_dir).display()
-            ))
+            QueryError::unreachable(
+                format!(
+                    "cannot list the workloads in {}",
+                    Workload::dir(&self.state_dir).display()
+                ),
+                e,
+            )
         })
     }
 

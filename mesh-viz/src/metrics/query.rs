@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::QueryError;
+
 /// The window queries look at by default: one minute, as Linkerd's `-t`.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
@@ -362,7 +364,7 @@ pub(crate) fn check_window(window: Duration) -> Result<(), QueryError> {
 
 /// Parses a window: `30s`, `1m`, `1m30s`, `2h`.
 pub fn parse_window(s: &str) -> Result<Duration, QueryError> {
-    let window = mesh_core::duration::parse(s).map_err(|e| QueryError::invalid(e.to_string()))?;
+    let window = mesh_core::duration::parse(s)?;
     check_window(window)?;
     Ok(window)
 }
@@ -388,30 +390,6 @@ pub fn format_window(window: Duration) -> String {
     out
 }
 
-/// Why a query could not be answered.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    /// The query is malformed (a bad resource, window or combination of flags).
-    #[error("{0}")]
-    Invalid(String),
-    /// What the query names does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The source of the numbers (the control plane, Prometheus) could not be asked.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl QueryError {
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
-        Self::Invalid(msg.into())
-    }
-
-    pub(crate) fn unavailable(msg: impl Into<String>) -> Self {
-        Self::Unavailable(msg.into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,14 +397,14 @@ mod tests {
     #[test]
     fn resources_parse_like_linkerd() {
         assert_eq!(
-            "deploy".parse(),
-            Ok(Resource::all(ResourceKind::Deployment))
+            "deploy".parse().ok(),
+            Some(Resource::all(ResourceKind::Deployment))
         );
-        assert_eq!("deploy/web".parse(), Ok(Resource::deploy("web")));
-        assert_eq!("svc/web".parse(), Ok(Resource::deploy("web")));
+        assert_eq!("deploy/web".parse().ok(), Some(Resource::deploy("web")));
+        assert_eq!("svc/web".parse().ok(), Some(Resource::deploy("web")));
         assert_eq!(
-            "ns/emojivoto".parse(),
-            Ok(Resource::named(ResourceKind::Namespace, "emojivoto"))
+            "ns/emojivoto".parse().ok(),
+            Some(Resource::named(ResourceKind::Namespace, "emojivoto"))
         );
         assert!("deploy/".parse::<Resource>().is_err());
         assert!("cronjob/x".parse::<Resource>().is_err());
@@ -443,7 +421,7 @@ mod tests {
             ("2h", 7200),
             ("1h1s", 3601),
         ] {
-            assert_eq!(parse_window(s), Ok(Duration::from_secs(d)));
+            assert_eq!(parse_window(s).ok(), Some(Duration::from_secs(d)));
             assert_eq!(format_window(Duration::from_secs(d)), s);
         }
         assert_eq!(format_window(Duration::from_millis(1500)), "1500ms");

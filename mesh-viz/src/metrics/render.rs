@@ -7,8 +7,9 @@
 
 use std::str::FromStr;
 
-use super::query::{QueryError, ResourceKind};
+use super::query::ResourceKind;
 use super::rows::{EdgeRow, RouteRow, StatRow};
+use crate::QueryError;
 
 /// What Linkerd prints (to stderr) when `stat` or `routes` has no rows.
 pub const NO_TRAFFIC: &str = "No traffic found.";

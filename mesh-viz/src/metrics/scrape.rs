@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::StatusCode;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::store::Store;
 use super::workload::Workload;
+use mesh_core::BoxError;
 
 /// How often proxies are scraped by default.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
@@ -37,6 +39,29 @@ pub struct ScrapeReport {
     pub ok: usize,
     /// Scrapes that failed.
     pub failed: usize,
+}
+
+/// Why one proxy's `/metrics` could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ScrapeError {
+    /// The request could not be built (an admin address that makes no URI).
+    #[error("bad scrape request {uri}: {source}")]
+    Request { uri: String, source: http::Error },
+    /// The proxy could not be reached.
+    #[error("GET {uri}: {source}")]
+    Get {
+        uri: String,
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The proxy answered with an error.
+    #[error("GET {uri}: HTTP {status}")]
+    Status { uri: String, status: StatusCode },
+    /// The answer broke off, or was larger than [`MAX_BODY`].
+    #[error("GET {uri}: reading the body: {source}")]
+    Body { uri: String, source: BoxError },
+    /// The proxy did not answer within the scrape timeout.
+    #[error("GET {uri}: no answer within {timeout:?}")]
+    Timeout { uri: String, timeout: Duration },
 }
 
 /// Scrapes the proxies of the workloads recorded in a state directory into a [`Store`].
@@ -122,7 +147,8 @@ impl Scraper {
                 }
                 Err(error) => {
                     tracing::debug!(workload = %w.name, namespace = %w.namespace, admin = %w.admin, %error, "scrape failed");
-                    self.store.record_failure(w, error);
+                    // What `/api/workloads` and `mesh check` show for this proxy.
+                    self.store.record_failure(w, error.to_string());
                     report.failed += 1;
                 }
             }
@@ -130,7 +156,7 @@ impl Scraper {
         report
     }
 
-    async fn fetch(&self, w: &Workload) -> Result<String, String> {
+    async fn fetch(&self, w: &Workload) -> Result<String, ScrapeError> {
         let uri = format!("http://{}/metrics", w.admin);
         let req = http::Request::get(&uri)
             .header(
@@ -138,26 +164,41 @@ impl Scraper {
                 "application/openmetrics-text; version=1.0.0, text/plain; q=0.5",
             )
             .body(Empty::new())
-            .map_err(|e| format!("bad scrape request {uri}: {e}"))?;
+            .map_err(|source| ScrapeError::Request {
+                uri: uri.clone(),
+                source,
+            })?;
         let fetch = async {
             let rsp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| format!("GET {uri}: {e}"))?;
+                .map_err(|source| ScrapeError::Get {
+                    uri: uri.clone(),
+                    source,
+                })?;
             if !rsp.status().is_success() {
-                return Err(format!("GET {uri}: HTTP {}", rsp.status()));
+                return Err(ScrapeError::Status {
+                    uri: uri.clone(),
+                    status: rsp.status(),
+                });
             }
             let body = Limited::new(rsp.into_body(), MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| format!("GET {uri}: reading the body: {e}"))?
+                .map_err(|source| ScrapeError::Body {
+                    uri: uri.clone(),
+                    source,
+                })?
                 .to_bytes();
             Ok(String::from_utf8_lossy(&body).into_owned())
         };
         match tokio::time::timeout(self.timeout, fetch).await {
             Ok(r) => r,
-            Err(_) => Err(format!("GET {uri}: no answer within {:?}", self.timeout)),
+            Err(_) => Err(ScrapeError::Timeout {
+                uri,
+                timeout: self.timeout,
+            }),
         }
     }
 

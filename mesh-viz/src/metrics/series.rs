@@ -42,8 +42,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::query::{QueryError, check_window};
+use super::query::check_window;
 use super::rows::Direction;
+use crate::QueryError;
 
 /// How far back a series looks by default: five minutes.
 pub const DEFAULT_SERIES_WINDOW: Duration = Duration::from_secs(300);
@@ -270,6 +271,6 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert_eq!(q.points(), Ok(30));
+        assert_eq!(q.points().ok(), Some(30));
     }
 }

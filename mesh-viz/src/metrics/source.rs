@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::query::{EdgesQuery, QueryError, RoutesQuery, StatQuery};
+use super::query::{EdgesQuery, RoutesQuery, StatQuery};
 use super::rows::{EdgeRow, RouteRow, StatRow, WorkloadStatus};
 use super::series::{SeriesQuery, TimeSeries};
 use super::store::Store;
+use crate::QueryError;
 
 /// Answers `stat`, `edges` and `routes` queries.
 pub trait MetricsSource: Send + Sync + 'static {

@@ -73,9 +73,8 @@ async fn tap(
         Ok(merged) => merged,
         Err(e) => {
             let status = match &e {
-                TapError::Query(q) if q.is_not_found() => StatusCode::NOT_FOUND,
-                TapError::Query(_) => StatusCode::BAD_REQUEST,
-                TapError::Workloads { .. } | TapError::Credentials(_) => {
+                TapError::Query(q) => q.status(),
+                TapError::Workloads { .. } | TapError::Credentials(_) | TapError::Certify(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             };

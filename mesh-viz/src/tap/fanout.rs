@@ -13,15 +13,17 @@ use std::time::{Duration, SystemTime};
 use futures_util::Stream;
 use linkerd2_proxy_api::tap::ObserveRequest;
 use linkerd2_proxy_api::tap::tap_client::TapClient;
-use mesh_tls::{CertificateAuthority, Credentials, ServiceIdentity};
+use mesh_tls::ca::SignError;
+use mesh_tls::{CertificateAuthority, Credentials, CredentialsError, ServiceIdentity};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::event::{Event, HttpEvent, ProxyState, ProxyStatus, StreamId, TapLine};
-use super::query::{QueryError, TapQuery};
+use super::query::TapQuery;
 use super::workload::{self, Workload};
+use crate::QueryError;
 use mesh_control::ControlPlane;
 use mesh_control::catalog::Snapshot;
 use mesh_control_client::transport::{self as client, Tls};
@@ -55,7 +57,7 @@ struct Inner {
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// The query is malformed, or names nothing that runs.
-    #[error("{0}")]
+    #[error(transparent)]
     Query(#[from] QueryError),
     /// The workloads directory could not be read.
     #[error("cannot read the running workloads in {}: {source}", path.display())]
@@ -65,9 +67,62 @@ pub enum TapError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The control plane could not certify its tap identity.
+    /// The control plane's tap credentials could not be made or renewed.
     #[error("the control plane cannot certify its tap identity: {0}")]
-    Credentials(String),
+    Credentials(#[from] CredentialsError),
+    /// The control plane's CA refused to certify its tap identity.
+    #[error("the control plane cannot certify its tap identity: {0}")]
+    Certify(#[from] SignError),
+}
+
+/// Why tapping one proxy failed, as its [`ProxyStatus`] line says.
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    /// The workload was started without a tap listener.
+    #[error("the workload's proxy has no tap listener (start it with --tap-listen)")]
+    NoTapListener,
+    /// Connecting and starting the tap took too long.
+    #[error("no answer within {0:?} (is the proxy running?)")]
+    Timeout(Duration),
+    /// The proxy could not be reached over mutual TLS (unreachable, or another identity).
+    #[error(transparent)]
+    Connect(#[from] tonic::transport::Error),
+    /// The proxy refused the tap.
+    #[error(
+        "{status} (a proxy accepts tap only from the identity given to its --tap-identity, \
+         here {identity})"
+    )]
+    Refused {
+        /// What the proxy answered.
+        #[source]
+        status: GrpcStatus,
+        /// Who asked.
+        identity: ServiceIdentity,
+    },
+    /// The tap stream broke.
+    #[error(transparent)]
+    Stream(GrpcStatus),
+}
+
+/// A gRPC status as a tap line says it, `Code: message` (tonic's own `Display` adds details
+/// and metadata); its cause, if any, is its source.
+#[derive(Debug)]
+struct GrpcStatus(tonic::Status);
+
+impl fmt::Display for GrpcStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0.code())?;
+        if !self.0.message().is_empty() {
+            write!(f, ": {}", self.0.message())?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for GrpcStatus {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
 }
 
 /// The merged stream of one tap: every matching proxy's events, each tagged with its
@@ -104,8 +159,7 @@ impl Tapper {
         identity: ServiceIdentity,
         state_dir: &Path,
     ) -> Result<Self, TapError> {
-        let creds = Credentials::generate(identity, ca.trust_bundle())
-            .map_err(|e| TapError::Credentials(e.to_string()))?;
+        let creds = Credentials::generate(identity, ca.trust_bundle())?;
         let tapper = Self {
             inner: Arc::new(Inner {
                 ca,
@@ -227,17 +281,8 @@ impl Tapper {
                 .is_ok_and(|left| left > lifetime.mul_f64(0.3))
         });
         if !fresh {
-            let csr = creds
-                .csr()
-                .map_err(|e| TapError::Credentials(e.to_string()))?;
-            let issued = self
-                .inner
-                .ca
-                .sign(csr, creds.identity())
-                .map_err(|e| TapError::Credentials(e.to_string()))?;
-            creds
-                .set_certificate(issued)
-                .map_err(|e| TapError::Credentials(e.to_string()))?;
+            let issued = self.inner.ca.sign(creds.csr()?, creds.identity())?;
+            creds.set_certificate(issued)?;
         }
         Ok(creds.clone())
     }
@@ -270,7 +315,7 @@ impl Proxy {
             Ok(true) => (ProxyState::Ended, None),
             // The merged stream is gone: nobody to tell.
             Ok(false) => return,
-            Err(error) => (ProxyState::Failed, Some(error)),
+            Err(error) => (ProxyState::Failed, Some(error_chain(&error))),
         };
         if let Some(error) = &error {
             tracing::info!(workload = %self.workload.name, namespace = %self.workload.namespace, %error, "tap failed");
@@ -280,19 +325,12 @@ impl Proxy {
 
     /// Streams the proxy's events into the merged stream: `Ok(true)` when the proxy ended the
     /// stream, `Ok(false)` when the merged stream was dropped, `Err` when the tap failed.
-    async fn stream(&self, request: ObserveRequest) -> Result<bool, String> {
+    async fn stream(&self, request: ObserveRequest) -> Result<bool, ProxyError> {
         let w = &self.workload;
-        let addr = w.tap.ok_or_else(|| {
-            "the workload's proxy has no tap listener (start it with --tap-listen)".to_owned()
-        })?;
+        let addr = w.tap.ok_or(ProxyError::NoTapListener)?;
         let mut events = tokio::time::timeout(self.connect_timeout, self.start(addr, request))
             .await
-            .map_err(|_| {
-                format!(
-                    "no answer within {:?} (is the proxy running?)",
-                    self.connect_timeout
-                )
-            })??;
+            .map_err(|_| ProxyError::Timeout(self.connect_timeout))??;
         if !self
             .send(TapLine::Proxy(self.status(ProxyState::Tapping, None)))
             .await
@@ -310,7 +348,7 @@ impl Proxy {
                     }
                 }
                 Ok(None) => return Ok(true),
-                Err(status) => return Err(describe_status(&status)),
+                Err(status) => return Err(ProxyError::Stream(GrpcStatus(status))),
             }
         }
     }
@@ -320,21 +358,15 @@ impl Proxy {
         &self,
         addr: SocketAddr,
         request: ObserveRequest,
-    ) -> Result<tonic::Streaming<linkerd2_proxy_api::tap::TapEvent>, String> {
+    ) -> Result<tonic::Streaming<linkerd2_proxy_api::tap::TapEvent>, ProxyError> {
         let tls = Tls::new(self.creds.clone(), self.workload.identity.clone());
-        let channel = client::connect(addr, tls)
-            .await
-            .map_err(|e| error_chain(&e))?;
+        let channel = client::connect(addr, tls).await?;
         let rsp = TapClient::new(channel)
             .observe(request)
             .await
-            .map_err(|s| {
-                format!(
-                    "{} (a proxy accepts tap only from the identity given to its --tap-identity, \
-                 here {})",
-                    describe_status(&s),
-                    self.creds.identity()
-                )
+            .map_err(|status| ProxyError::Refused {
+                status: GrpcStatus(status),
+                identity: self.creds.identity().clone(),
             })?;
         Ok(rsp.into_inner())
     }
@@ -355,19 +387,7 @@ impl Proxy {
     }
 }
 
-fn describe_status(status: &tonic::Status) -> String {
-    let mut out = format!("{:?}", status.code());
-    if !status.message().is_empty() {
-        out.push_str(": ");
-        out.push_str(status.message());
-    }
-    if let Some(source) = status.source() {
-        append_causes(&mut out, source);
-    }
-    out
-}
-
-/// An error and its causes, `a: b: c`.
+/// An error and its causes, `a: b: c`: what a failed proxy's status line says.
 fn error_chain(error: &(dyn StdError + 'static)) -> String {
     let mut out = String::new();
     append_causes(&mut out, error);

@@ -64,5 +64,6 @@ pub use self::event::{
     Direction, Eos, Event, HttpEvent, ProxyState, ProxyStatus, StreamId, TapLine,
 };
 pub use self::fanout::{MergedTap, TapError, Tapper};
-pub use self::query::{DEFAULT_MAX_RPS, QueryError, TapQuery};
+pub use self::query::{DEFAULT_MAX_RPS, TapQuery};
 pub use self::top::{TOP_HEADERS, Top, TopRow, format_latency};
+pub use crate::QueryError;

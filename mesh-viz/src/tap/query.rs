@@ -1,7 +1,6 @@
 //! What to tap ([`TapQuery`]), and how it becomes the workloads to ask and the
 //! `ObserveRequest` to send them.
 
-use std::fmt;
 use std::net::SocketAddr;
 
 use linkerd2_proxy_api::http_types::HttpMethod;
@@ -9,9 +8,11 @@ use linkerd2_proxy_api::net::TcpAddress;
 use linkerd2_proxy_api::tap::ObserveRequest;
 use linkerd2_proxy_api::tap::observe_request::Match;
 use linkerd2_proxy_api::tap::observe_request::r#match::{self as pb, http::string_match, tcp};
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
 
 use super::workload::Workload;
+use crate::QueryError;
 use mesh_control::catalog::{ServiceRef, Snapshot};
 
 /// The requests rate `tap` and `top` default to, as Linkerd's `--max-rps`.
@@ -62,13 +63,6 @@ pub struct TapQuery {
     /// they have ended. Default is no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
-}
-
-/// A query that cannot be served: a bad resource or method, or a `to` that names nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueryError {
-    message: String,
-    not_found: bool,
 }
 
 /// A parsed resource: `TYPE[/NAME]`.
@@ -152,7 +146,7 @@ impl TapQuery {
         pairs.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
         pairs
             .iter()
-            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, crate::URL_COMPONENT)))
             .collect::<Vec<_>>()
             .join("&")
     }
@@ -164,7 +158,7 @@ impl TapQuery {
             Resource::Workload(name) => (self.namespace.as_str(), name.as_deref()),
             Resource::Namespace(ns) => (ns.as_str(), None),
             Resource::Service(_) => {
-                return Err(QueryError::new(format!(
+                return Err(QueryError::invalid(format!(
                     "cannot tap {}: services are only supported as a `to` resource; tap the \
                      workloads that serve it (deploy/NAME)",
                     self.resource
@@ -202,7 +196,7 @@ impl TapQuery {
         }
         if let Some(method) = &self.method {
             let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                .map_err(|_| QueryError::new(format!("invalid method {method:?}")))?;
+                .map_err(|_| QueryError::invalid(format!("invalid method {method:?}")))?;
             all.push(http_match(pb::http::Match::Method(HttpMethod::from(
                 method,
             ))));
@@ -213,7 +207,7 @@ impl TapQuery {
         if let Some(rps) = self.max_rps
             && !(rps.is_finite() && rps >= 0.0)
         {
-            return Err(QueryError::new(format!(
+            return Err(QueryError::invalid(format!(
                 "max_rps must be a number of requests per second, not {rps}"
             )));
         }
@@ -249,7 +243,7 @@ impl TapQuery {
         match Resource::parse(to)? {
             Resource::Service(name) => services.push(ServiceRef::new(name, to_ns)),
             Resource::Workload(None) => {
-                return Err(QueryError::new(format!(
+                return Err(QueryError::invalid(format!(
                     "`to` needs a name: deploy/NAME, svc/NAME or ns/NAME, not {to:?}"
                 )));
             }
@@ -289,7 +283,7 @@ impl TapQuery {
                     addrs.extend(w.inbound);
                 }
                 if services.is_empty() {
-                    return Err(QueryError::new(format!(
+                    return Err(QueryError::invalid(format!(
                         "no services or workloads known in namespace {ns}"
                     )));
                 }
@@ -363,19 +357,6 @@ fn exact(s: &str) -> pb::http::StringMatch {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 // === impl Resource ===
 
 impl Resource {
@@ -386,12 +367,14 @@ impl Resource {
         };
         let name = match name {
             Some("") => {
-                return Err(QueryError::new(format!(
+                return Err(QueryError::invalid(format!(
                     "{s:?} has an empty name; use TYPE or TYPE/NAME"
                 )));
             }
             Some(n) if n.contains('/') => {
-                return Err(QueryError::new(format!("{s:?} is not TYPE or TYPE/NAME")));
+                return Err(QueryError::invalid(format!(
+                    "{s:?} is not TYPE or TYPE/NAME"
+                )));
             }
             other => other.map(str::to_owned),
         };
@@ -400,47 +383,16 @@ impl Resource {
             | "pods" => Ok(Resource::Workload(name)),
             "ns" | "namespace" | "namespaces" => name
                 .map(Resource::Namespace)
-                .ok_or_else(|| QueryError::new("ns needs a name: ns/NAME".to_owned())),
+                .ok_or_else(|| QueryError::invalid("ns needs a name: ns/NAME")),
             "svc" | "service" | "services" => name
                 .map(Resource::Service)
-                .ok_or_else(|| QueryError::new("svc needs a name: svc/NAME".to_owned())),
-            other => Err(QueryError::new(format!(
+                .ok_or_else(|| QueryError::invalid("svc needs a name: svc/NAME")),
+            other => Err(QueryError::invalid(format!(
                 "unknown resource type {other:?} in {s:?}: use deploy, deploy/NAME, ns/NAME or (for `to`) svc/NAME"
             ))),
         }
     }
 }
-
-// === impl QueryError ===
-
-impl QueryError {
-    pub(crate) fn new(message: String) -> Self {
-        Self {
-            message,
-            not_found: false,
-        }
-    }
-
-    fn not_found(message: String) -> Self {
-        Self {
-            message,
-            not_found: true,
-        }
-    }
-
-    /// Whether the query is well formed but names no running workload.
-    pub fn is_not_found(&self) -> bool {
-        self.not_found
-    }
-}
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for QueryError {}
 
 #[cfg(test)]
 mod tests {
@@ -449,17 +401,20 @@ mod tests {
     #[test]
     fn resources_parse_as_linkerd_spells_them() {
         assert_eq!(
-            Resource::parse("deploy/web"),
-            Ok(Resource::Workload(Some("web".into())))
-        );
-        assert_eq!(Resource::parse("deploy"), Ok(Resource::Workload(None)));
-        assert_eq!(
-            Resource::parse("ns/emojivoto"),
-            Ok(Resource::Namespace("emojivoto".into()))
+            Resource::parse("deploy/web").ok(),
+            Some(Resource::Workload(Some("web".into())))
         );
         assert_eq!(
-            Resource::parse("svc/voting-svc"),
-            Ok(Resource::Service("voting-svc".into()))
+            Resource::parse("deploy").ok(),
+            Some(Resource::Workload(None))
+        );
+        assert_eq!(
+            Resource::parse("ns/emojivoto").ok(),
+            Some(Resource::Namespace("emojivoto".into()))
+        );
+        assert_eq!(
+            Resource::parse("svc/voting-svc").ok(),
+            Some(Resource::Service("voting-svc".into()))
         );
         for bad in ["deploy/", "ns", "cronjob/x", "deploy/a/b"] {
             assert!(Resource::parse(bad).is_err(), "{bad}");
