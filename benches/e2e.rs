@@ -42,6 +42,10 @@
 //! environment, so `MESH_PROXY_*` variables tune them (the run names any it passes on) and
 //! `RUST_LOG` sets their log level (default `warn`). Every child process is killed on exit, on a
 //! panic and on Ctrl-C. Nothing is downloaded at run time.
+//!
+//! (One file over 600 lines on purpose: the phases, their settings and the report are one
+//! sequence read top to bottom; the backend, the load generator and the proxy pair are the
+//! modules beside it.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -65,9 +65,11 @@
 
 pub mod api;
 pub mod catalog;
+mod config;
 pub mod name;
 mod server;
 pub mod state;
 pub mod token;
 
-pub use self::server::{CONTROLLER, Config, ControlPlane, DEFAULT_LISTEN, StartError};
+pub use self::config::Config;
+pub use self::server::{CONTROLLER, ControlPlane, DEFAULT_LISTEN, StartError};

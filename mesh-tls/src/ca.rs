@@ -9,6 +9,9 @@
 //! bootstrap token, a Kubernetes ServiceAccount token, or the process itself for an in-process
 //! CA): a CSR asking for any other name is refused with [`SignError::IdentityMismatch`].
 //!
+//! (One file over 600 lines on purpose: the CA's whole life cycle — build or load, sign, save —
+//! shares its key handling and validity rules, and reads best in one place.)
+//!
 //! ```
 //! use mesh_tls::{CertificateAuthority, Credentials, ServiceIdentity};
 //!

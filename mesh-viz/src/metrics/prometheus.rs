@@ -6,6 +6,10 @@
 //! recorded (point a `file_sd_configs` entry at the file), and [`scrape_config`] prints a
 //! whole `prometheus.yml` that does so.
 //!
+//! (One file over 600 lines on purpose: each of `stat`, `edges` and `routes` is one PromQL
+//! translation beside the embedded store's, and keeping the translations side by side is what
+//! keeps them answering alike.)
+//!
 //! The queries are Linkerd's (`viz/metrics-api`), with this mesh's labels:
 //!
 //! ```text

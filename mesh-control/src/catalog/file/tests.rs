@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::catalog::DefaultPolicy;
+use crate::catalog::{
+    Authorization, DEFAULT_ENDPOINT_WEIGHT, DefaultPolicy, Protocol, ProtocolHint, ResponseClass,
+    ServiceRef, SplitBackend,
+};
 
 fn domain() -> IdentityDomain {
     IdentityDomain::default()
