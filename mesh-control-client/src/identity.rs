@@ -1,9 +1,11 @@
-//! `Identity.Certify`: the proxy's certificate from the control plane.
+//! `Identity.Certify`: the proxy's certificate from the control plane ([`RemoteCertify`]).
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use linkerd2_proxy_api::identity::{CertifyRequest, identity_client::IdentityClient};
+use linkerd2_proxy_api::identity::{
+    CertifyRequest, CertifyResponse, identity_client::IdentityClient,
+};
 use mesh_tls::certify::{Certify, CertifyFuture, CertifyRequest as TlsCertifyRequest};
 use mesh_tls::{BoxError, IssuedCertificate};
 use rustls_pki_types::CertificateDer;
@@ -56,21 +58,47 @@ impl RemoteCertify {
             })
             .await?
             .into_inner();
-        let valid_until = rsp
-            .valid_until
-            .and_then(|t| SystemTime::try_from(t).ok())
-            .ok_or("the control plane sent a certificate without valid_until")?;
-        Ok(IssuedCertificate {
-            leaf: CertificateDer::from(rsp.leaf_certificate),
-            intermediates: rsp
-                .intermediate_certificates
-                .into_iter()
-                .map(CertificateDer::from)
-                .collect(),
-            valid_until,
-        })
+        Ok(issued(rsp)?)
     }
 }
+
+/// The certificate a `Certify` response carries.
+///
+/// ```
+/// use linkerd2_proxy_api::identity::CertifyResponse;
+///
+/// let err = mesh_control_client::identity::issued(CertifyResponse::default()).unwrap_err();
+/// assert!(err.to_string().contains("valid_until"));
+/// ```
+pub fn issued(rsp: CertifyResponse) -> Result<IssuedCertificate, MalformedCertificate> {
+    let valid_until = rsp
+        .valid_until
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .ok_or(MalformedCertificate(
+            "the control plane sent a certificate without valid_until",
+        ))?;
+    Ok(IssuedCertificate {
+        leaf: CertificateDer::from(rsp.leaf_certificate),
+        intermediates: rsp
+            .intermediate_certificates
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect(),
+        valid_until,
+    })
+}
+
+/// A `Certify` response without what a certificate needs.
+#[derive(Debug)]
+pub struct MalformedCertificate(&'static str);
+
+impl std::fmt::Display for MalformedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for MalformedCertificate {}
 
 impl Certify for RemoteCertify {
     fn certify(&self, request: TlsCertifyRequest) -> CertifyFuture<'_> {

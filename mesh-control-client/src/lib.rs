@@ -2,7 +2,7 @@
 //!
 //! - [`transport`]: channels to the control plane over mutual TLS (the proxy presents its
 //!   certificate once it has one, and expects the control plane's identity);
-//! - [`RemoteCertify`]: `Identity.Certify`, as a [`mesh_tls::certify::Certify`] signer that
+//! - [`identity`]: `Identity.Certify`, as [`RemoteCertify`], as a [`mesh_tls::certify::Certify`] signer that
 //!   [`mesh_tls::certify::refresh`] keeps calling before the certificate expires;
 //! - [`destination`]: `Destination.Get` (endpoints) and `GetProfile` (routes, retries, splits);
 //! - [`inbound`]: `InboundServerPolicies.WatchPort` (who may call a port, and how);
@@ -31,7 +31,7 @@
 
 pub mod destination;
 mod follow;
-mod identity;
+pub mod identity;
 pub mod inbound;
 pub mod registration;
 pub mod transport;

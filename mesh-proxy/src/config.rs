@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mesh_core::BoxError;
 use mesh_tls::{PemFiles, ServiceIdentity};
 
 use crate::identity::IdentitySource;
@@ -163,10 +164,11 @@ pub struct Config {
 #[error("invalid configuration: {field}: {reason}")]
 pub struct InvalidConfig {
     field: &'static str,
-    reason: String,
+    #[source]
+    reason: BoxError,
 }
 
-fn bad(field: &'static str, reason: impl Into<String>) -> InvalidConfig {
+fn bad(field: &'static str, reason: impl Into<BoxError>) -> InvalidConfig {
     InvalidConfig {
         field,
         reason: reason.into(),
@@ -176,9 +178,8 @@ fn bad(field: &'static str, reason: impl Into<String>) -> InvalidConfig {
 impl Args {
     /// Checks every field.
     pub fn validate(self) -> Result<Config, InvalidConfig> {
-        let duration = |field: &'static str, v: &str| {
-            mesh_core::duration::parse(v).map_err(|e| bad(field, e.to_string()))
-        };
+        let duration =
+            |field: &'static str, v: &str| mesh_core::duration::parse(v).map_err(|e| bad(field, e));
         let identity = match (&self.ca_dir, &self.trust_anchors, &self.cert, &self.key) {
             (None, Some(t), None, None) if self.control.is_some() => {
                 let name = self.identity.as_deref().ok_or_else(|| {
@@ -195,10 +196,9 @@ impl Args {
                         .control
                         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8086))),
                     control_identity: ServiceIdentity::parse(control_name)
-                        .map_err(|e| bad("--control-identity", e.to_string()))?,
+                        .map_err(|e| bad("--control-identity", e))?,
                     trust_anchors: t.clone(),
-                    identity: ServiceIdentity::parse(name)
-                        .map_err(|e| bad("--identity", e.to_string()))?,
+                    identity: ServiceIdentity::parse(name).map_err(|e| bad("--identity", e))?,
                     token: self.token.clone(),
                 }
             }
@@ -206,8 +206,7 @@ impl Args {
                 let name = self.identity.as_deref().ok_or_else(|| {
                     bad("--identity", "--ca-dir needs --identity NAME to certify")
                 })?;
-                let identity =
-                    ServiceIdentity::parse(name).map_err(|e| bad("--identity", e.to_string()))?;
+                let identity = ServiceIdentity::parse(name).map_err(|e| bad("--identity", e))?;
                 IdentitySource::LocalCa {
                     dir: dir.clone(),
                     identity,
@@ -251,7 +250,7 @@ impl Args {
         let inbound_policy = self
             .inbound_policy
             .parse()
-            .map_err(|e: crate::inbound::UnknownPolicy| bad("--inbound-policy", e.to_string()))?;
+            .map_err(|e: crate::inbound::UnknownPolicy| bad("--inbound-policy", e))?;
         let mut upstreams = Vec::new();
         for u in &self.upstreams {
             let (authority, listen) = u.rsplit_once('=').ok_or_else(|| {
@@ -299,7 +298,7 @@ impl Args {
         let tap = match (self.tap_listen, &self.tap_identity) {
             (Some(l), Some(id)) => Some((
                 l,
-                ServiceIdentity::parse(id).map_err(|e| bad("--tap-identity", e.to_string()))?,
+                ServiceIdentity::parse(id).map_err(|e| bad("--tap-identity", e))?,
             )),
             (None, None) => None,
             (Some(_), None) => {

@@ -54,12 +54,12 @@ pub enum IdentityError {
     #[error(transparent)]
     Credentials(#[from] mesh_tls::CredentialsError),
     /// The trust anchors file is unusable.
-    #[error("trust anchors {path}: {reason}")]
+    #[error("trust anchors {path}: {source}")]
     TrustAnchors {
         /// The file.
         path: String,
         /// What is wrong.
-        reason: String,
+        source: mesh_core::BoxError,
     },
 }
 
@@ -94,13 +94,12 @@ impl IdentitySource {
                 identity,
                 token,
             } => {
-                let bad = |reason: String| IdentityError::TrustAnchors {
+                let bad = |source: mesh_core::BoxError| IdentityError::TrustAnchors {
                     path: trust_anchors.display().to_string(),
-                    reason,
+                    source,
                 };
-                let pem = std::fs::read_to_string(trust_anchors).map_err(|e| bad(e.to_string()))?;
-                let trust =
-                    mesh_tls::TrustBundle::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+                let pem = std::fs::read_to_string(trust_anchors).map_err(|e| bad(e.into()))?;
+                let trust = mesh_tls::TrustBundle::from_pem(&pem).map_err(|e| bad(e.into()))?;
                 let creds = Credentials::generate(identity.clone(), trust)?;
                 let tls = mesh_control_client::transport::Tls::new(
                     creds.clone(),

@@ -2,6 +2,7 @@
 //! wrote.
 #![allow(unreachable_pub)]
 
+mod architecture;
 mod control;
 mod dashboard;
 mod demo;

@@ -12,7 +12,6 @@ use mesh_control::{Config, ControlPlane};
 use mesh_control_client::registration::RegistrationClient;
 use mesh_control_client::transport::{self as client, Tls};
 use mesh_tls::{Credentials, IssuedCertificate, ServiceIdentity};
-use rustls_pki_types::CertificateDer;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
@@ -193,16 +192,7 @@ pub async fn certify_as(
     )
     .await?
     .into_inner();
-    Ok(IssuedCertificate {
-        leaf: CertificateDer::from(rsp.leaf_certificate),
-        intermediates: rsp
-            .intermediate_certificates
-            .into_iter()
-            .map(CertificateDer::from)
-            .collect(),
-        valid_until: std::time::SystemTime::try_from(rsp.valid_until.expect("valid_until"))
-            .expect("a valid timestamp"),
-    })
+    Ok(mesh_control_client::identity::issued(rsp).expect("a whole certificate"))
 }
 
 pub fn write_atomic(path: &Path, contents: &str) {
