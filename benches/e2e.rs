@@ -620,7 +620,7 @@ struct MetricsCheck {
     inbound_mtls_requests: u64,
     client_ids: Vec<String>,
     inbound_connections: u64,
-    /// `proxy_errors`, `authz_deny` and `detect_timeout` series above zero, both proxies.
+    /// `proxy_errors`, `inbound_*_authz_deny` and `detect_timeout` series above zero, both proxies.
     errors: Vec<String>,
 }
 
@@ -656,9 +656,14 @@ impl MetricsCheck {
         }
         for (who, text) in [("inbound", inbound), ("outbound", outbound)] {
             for (series, value) in samples(text) {
-                let counter = ["proxy_errors", "authz_deny", "detect_timeout"]
-                    .iter()
-                    .any(|n| series.starts_with(n));
+                let counter = [
+                    "proxy_errors",
+                    "inbound_http_authz_deny",
+                    "inbound_tcp_authz_deny",
+                    "detect_timeout",
+                ]
+                .iter()
+                .any(|n| series.starts_with(n));
                 if counter && value > 0 {
                     check.errors.push(format!("{who}: {series} {value}"));
                 }

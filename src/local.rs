@@ -110,9 +110,12 @@ pub(crate) struct RunArgs {
     /// Per-upstream listeners for the app, AUTHORITY=LISTEN_ADDR (repeatable).
     #[arg(long = "upstream")]
     pub(crate) upstreams: Vec<String>,
-    /// Who may call the app: all-authenticated, all-unauthenticated, cluster-unauthenticated, deny.
-    #[arg(long, default_value = "all-unauthenticated")]
-    pub(crate) inbound_policy: String,
+    /// The workload's default inbound policy: all-authenticated, all-unauthenticated,
+    /// cluster-authenticated, cluster-unauthenticated or deny. Registered with the control plane;
+    /// a service's `authorization` in mesh.yaml, or a `workloads` entry, overrides it. Default:
+    /// the namespace's or the catalog's.
+    #[arg(long)]
+    pub(crate) inbound_policy: Option<String>,
     /// The state directory of the control plane.
     #[arg(long, env = "MESH_STATE_DIR", default_value_os_t = default_state_dir())]
     pub(crate) state_dir: PathBuf,
@@ -213,9 +216,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "127.0.0.1:0".into(),
         "--tap-identity".into(),
         control_identity.to_string(),
-        "--inbound-policy".into(),
-        args.inbound_policy.clone(),
     ];
+    if let Some(policy) = &args.inbound_policy {
+        flags.extend(["--inbound-policy".into(), policy.clone()]);
+    }
     if let Some(port) = args.port {
         flags.extend([
             "--inbound-listen".into(),
@@ -362,12 +366,17 @@ fn demo_catalog(ports: &DemoPorts) -> String {
             .collect()
     };
     format!(
+        // Each service admits exactly its callers: web is called by vote-bot, emoji and voting
+        // by web; any other workload (or a plaintext client on the host) is refused.
         "services:\n\
          \x20 - name: emoji\n    namespace: emojivoto\n    ports:\n      - port: {e}\n        protocol: grpc\n\
+         \x20       authorization: {{serviceAccounts: [web]}}\n\
          \x20   profile:\n      routes:\n{emoji_routes}\
          \x20 - name: voting\n    namespace: emojivoto\n    ports:\n      - port: {v}\n        protocol: grpc\n\
+         \x20       authorization: {{serviceAccounts: [web]}}\n\
          \x20   profile:\n      routes:\n{voting_routes}\
          \x20 - name: web\n    namespace: emojivoto\n    ports:\n      - port: {w}\n        protocol: http1\n\
+         \x20       authorization: {{serviceAccounts: [vote-bot]}}\n\
          \x20   profile:\n      routes:\n{web_routes}",
         e = ports.emoji,
         v = ports.voting,
@@ -587,5 +596,25 @@ mod tests {
         );
         assert_eq!(names("emoji").len(), 2);
         assert!(names("web").contains(&"GET /api/vote".to_string()));
+        // Each port admits exactly its callers.
+        let callers = |svc: &str| {
+            let s = snapshot
+                .service(&ServiceRef::new(svc, "emojivoto"))
+                .expect(svc);
+            let port = s.ports.values().next().expect("a port");
+            match &port.authorization {
+                Some(mesh_control::catalog::Authorization::Clients(c)) => {
+                    assert!(!c.unauthenticated, "{svc} admits unauthenticated clients");
+                    c.identities
+                        .iter()
+                        .map(|i| i.as_str().split('.').next().unwrap_or("").to_owned())
+                        .collect::<Vec<_>>()
+                }
+                other => panic!("{svc}: {other:?}"),
+            }
+        };
+        assert_eq!(callers("web"), ["vote-bot"]);
+        assert_eq!(callers("voting"), ["web"]);
+        assert_eq!(callers("emoji"), ["web"]);
     }
 }

@@ -28,6 +28,7 @@
 //!   string workload = 8;            // instance name, default: the service name
 //!   map<string, string> labels = 9;
 //!   google.protobuf.Duration lease = 10; // requested; default 30 s, clamped to [100 ms, 10 min]
+//!   string default_policy = 11;     // the workload's default inbound policy, if any
 //! }
 //! message RegisterResponse { google.protobuf.Duration lease = 1; } // granted
 //! message DeregisterRequest { string service = 1; string namespace = 2; uint32 port = 3; string address = 4; }
@@ -91,6 +92,11 @@ pub struct RegisterRequest {
     /// The lease asked for; default 30 s.
     #[prost(message, optional, tag = "10")]
     pub lease: Option<prost_types::Duration>,
+    /// The workload's default inbound policy (`all-authenticated`, `deny`, ...: Linkerd's pod
+    /// annotation), for its ports no service configures; empty leaves the namespace's or the
+    /// catalog's.
+    #[prost(string, tag = "11")]
+    pub default_policy: String,
 }
 
 /// The lease granted.

@@ -35,6 +35,10 @@ pub struct Args {
     /// Register the inbound endpoint with the control plane as SERVICE.NAMESPACE:PORT.
     #[arg(long, env = "MESH_PROXY_REGISTER")]
     pub register: Option<String>,
+    /// This workload, NAMESPACE:NAME, whose inbound policy the control plane serves (Linkerd's
+    /// pod). Default with --register: the registered service's namespace and name.
+    #[arg(long, env = "MESH_PROXY_WORKLOAD")]
+    pub workload: Option<String>,
     /// Trust anchors (PEM) for static credentials.
     #[arg(long, env = "MESH_PROXY_TRUST_ANCHORS")]
     pub trust_anchors: Option<PathBuf>,
@@ -55,13 +59,12 @@ pub struct Args {
     /// downgraded to HTTP/1.1 for the app).
     #[arg(long, env = "MESH_PROXY_APP_PROTOCOL", default_value = "auto")]
     pub app_protocol: String,
-    /// Who may call the app: all-authenticated, all-unauthenticated, cluster-unauthenticated or deny.
-    #[arg(
-        long,
-        env = "MESH_PROXY_INBOUND_POLICY",
-        default_value = "all-unauthenticated"
-    )]
-    pub inbound_policy: String,
+    /// Who may call the app: all-authenticated, all-unauthenticated (the default),
+    /// cluster-authenticated, cluster-unauthenticated or deny. Without --control it is the
+    /// app port's policy; with --control it is registered as this workload's default, and the
+    /// control plane's policy for the port applies (a service's `authorization` overrides it).
+    #[arg(long, env = "MESH_PROXY_INBOUND_POLICY")]
+    pub inbound_policy: Option<String>,
 
     /// The authority-routed outbound listener: the app sends requests here with the target's
     /// Host / :authority.
@@ -133,8 +136,11 @@ pub struct Config {
     pub identity: IdentitySource,
     /// Inbound listener and app address.
     pub inbound: Option<(SocketAddr, SocketAddr)>,
-    /// Inbound policy.
+    /// The inbound default policy, and whether it was given (then it is registered as the
+    /// workload's default with the control plane).
     pub inbound_policy: DefaultPolicy,
+    /// Whether `inbound_policy` was given rather than defaulted.
+    pub inbound_policy_given: bool,
     /// Authority-routed outbound listener.
     pub outbound: Option<SocketAddr>,
     /// Original-destination listener.
@@ -145,6 +151,8 @@ pub struct Config {
     pub destinations: Option<PathBuf>,
     /// Inbound endpoint registration: (service, namespace, port).
     pub register: Option<(String, String, u16)>,
+    /// The workload whose inbound policy the control plane serves, `namespace:name`.
+    pub workload: Option<String>,
     /// Tap listener and the one identity it accepts.
     pub tap: Option<(SocketAddr, ServiceIdentity)>,
     /// Admin listener.
@@ -247,10 +255,10 @@ impl Args {
                 ));
             }
         };
-        let inbound_policy = self
-            .inbound_policy
-            .parse()
-            .map_err(|e: crate::inbound::UnknownPolicy| bad("--inbound-policy", e))?;
+        let inbound_policy = match &self.inbound_policy {
+            Some(p) => p.parse().map_err(|e| bad("--inbound-policy", e))?,
+            None => DefaultPolicy::default(),
+        };
         let mut upstreams = Vec::new();
         for u in &self.upstreams {
             let (authority, listen) = u.rsplit_once('=').ok_or_else(|| {
@@ -295,6 +303,28 @@ impl Args {
                 Some((svc.to_string(), ns.to_string(), port))
             }
         };
+        let workload = match (&self.workload, &register) {
+            (Some(w), _) => {
+                let ok = w.split_once(':').is_some_and(|(ns, name)| {
+                    !ns.is_empty() && !name.is_empty() && !name.contains(':')
+                });
+                if !ok {
+                    return Err(bad(
+                        "--workload",
+                        format!("{w:?}: use NAMESPACE:NAME, e.g. emojivoto:web"),
+                    ));
+                }
+                if self.control.is_none() {
+                    return Err(bad(
+                        "--workload",
+                        "the workload's policy comes from --control",
+                    ));
+                }
+                Some(w.clone())
+            }
+            (None, Some((service, namespace, _))) => Some(format!("{namespace}:{service}")),
+            (None, None) => None,
+        };
         let tap = match (self.tap_listen, &self.tap_identity) {
             (Some(l), Some(id)) => Some((
                 l,
@@ -323,11 +353,13 @@ impl Args {
             identity,
             inbound,
             inbound_policy,
+            inbound_policy_given: self.inbound_policy.is_some(),
             outbound: self.outbound_listen,
             orig_dst: self.orig_dst_listen,
             upstreams,
             destinations: self.destinations,
             register,
+            workload,
             tap,
             admin: self.admin_listen,
             stack: StackConfig {

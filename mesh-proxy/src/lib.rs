@@ -187,6 +187,12 @@ impl Proxy {
             (config.inbound.map(|(_, app)| app), config.inbound_policy);
         let outbound = outbound::Outbound::server(rt.clone(), discovery.clone());
         let register = config.register.clone();
+        let workload = config.workload.clone();
+        let registered_policy = if config.inbound_policy_given {
+            config.inbound_policy.as_str().to_owned()
+        } else {
+            String::new()
+        };
         tokio::spawn(async move {
             // The proxy accepts traffic only once it holds a certificate.
             loop {
@@ -203,11 +209,43 @@ impl Proxy {
             let profile = register.as_ref().and_then(|(service, namespace, port)| {
                 discovery.resolve(&format!("{service}.{namespace}.svc.cluster.local:{port}"))
             });
-            let inbound = inbound_app
-                .map(|app| inbound::Inbound::server(rt.clone(), app, inbound_policy, profile));
+            // The port's policy: the control plane's answer for this workload's app port, or,
+            // without a control plane, the proxy's own default.
+            let live = control.is_some() && workload.is_some();
+            let policy = if live {
+                inbound::policy::PolicyHandle::new(inbound_policy.to_policy())
+            } else {
+                inbound::policy::PolicyHandle::fixed(inbound_policy.to_policy())
+            };
+            let mut policy_ready = None;
+            if let (Some(channel), Some(workload), Some(app)) = (&control, &workload, inbound_app) {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let updates = mesh_control_client::inbound::watch_port(
+                    channel.clone(),
+                    workload.clone(),
+                    app.port(),
+                );
+                tokio::spawn(inbound::policy::follow(updates, policy.clone(), tx));
+                policy_ready = Some(rx);
+            }
+            let inbound =
+                inbound_app.map(|app| inbound::Inbound::server(rt.clone(), app, policy, profile));
             if let (Some(i), Some(l)) = (inbound, inbound_l) {
                 let bound = l.local_addr().ok();
-                tokio::spawn(i.serve(l));
+                tokio::spawn(async move {
+                    // No connection is served before the port's policy is known.
+                    if let Some(mut ready) = policy_ready {
+                        loop {
+                            tokio::select! {
+                                _ = &mut ready => break,
+                                _ = tokio::time::sleep(Duration::from_secs(15)) => {
+                                    tracing::info!("waiting for the inbound policy from the control plane");
+                                }
+                            }
+                        }
+                    }
+                    i.serve(l).await
+                });
                 if let (Some(channel), Some((service, namespace, port)), Some(addr)) =
                     (control.clone(), register.clone(), bound)
                 {
@@ -217,6 +255,7 @@ impl Proxy {
                         port: u32::from(port),
                         address: addr.to_string(),
                         identity: rt.creds.identity().as_str().to_string(),
+                        default_policy: registered_policy,
                         ..Default::default()
                     };
                     let client =

@@ -27,8 +27,14 @@ pub struct ProxyMetrics {
     /// `detect_timeout_total{direction}`: connections whose protocol could not be detected in
     /// time (and were served as opaque TCP).
     pub detect_timeouts: Family<Labels, Counter>,
-    /// `inbound_http_authz_deny_total` / `inbound_tcp_authz_deny_total`.
-    pub authz_deny: Family<Labels, Counter>,
+    /// `inbound_http_authz_allow_total`: requests an authorization admitted.
+    pub http_authz_allow: Family<Labels, Counter>,
+    /// `inbound_http_authz_deny_total`: requests refused (403, or 404 without a route).
+    pub http_authz_deny: Family<Labels, Counter>,
+    /// `inbound_tcp_authz_allow_total`: opaque connections an authorization admitted.
+    pub tcp_authz_allow: Family<Labels, Counter>,
+    /// `inbound_tcp_authz_deny_total`: opaque connections refused (closed).
+    pub tcp_authz_deny: Family<Labels, Counter>,
     /// `proxy_errors_total{direction, reason}`: connections that failed before a request
     /// (TLS handshake, malformed HTTP, header too large, ...).
     pub conn_errors: Family<Labels, Counter>,
@@ -53,11 +59,30 @@ impl ProxyMetrics {
             "Connections whose protocol was not detected in time",
             detect_timeouts.clone(),
         );
-        let authz_deny = Family::<Labels, Counter>::default();
-        registry.register(
-            "authz_deny",
-            "Requests and connections refused by policy",
-            authz_deny.clone(),
+        let family = |registry: &mut Registry, name: &str, help: &str| {
+            let f = Family::<Labels, Counter>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let http_authz_allow = family(
+            &mut registry,
+            "inbound_http_authz_allow",
+            "Inbound requests an authorization admitted",
+        );
+        let http_authz_deny = family(
+            &mut registry,
+            "inbound_http_authz_deny",
+            "Inbound requests refused by policy",
+        );
+        let tcp_authz_allow = family(
+            &mut registry,
+            "inbound_tcp_authz_allow",
+            "Inbound opaque connections an authorization admitted",
+        );
+        let tcp_authz_deny = family(
+            &mut registry,
+            "inbound_tcp_authz_deny",
+            "Inbound opaque connections refused by policy",
         );
         let conn_errors = Family::<Labels, Counter>::default();
         registry.register(
@@ -85,7 +110,10 @@ impl ProxyMetrics {
             retries,
             balance,
             detect_timeouts,
-            authz_deny,
+            http_authz_allow,
+            http_authz_deny,
+            tcp_authz_allow,
+            tcp_authz_deny,
             conn_errors,
             cert_expiry,
             ready,

@@ -3,7 +3,7 @@
 //! against a relay standing in for the sidecar.
 
 #[path = "../../examples/emojivoto/mod.rs"]
-mod app;
+pub(crate) mod app;
 
 use std::collections::HashMap;
 use std::future::Future;

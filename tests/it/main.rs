@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)]
 
 mod architecture;
+mod authorization;
 mod control;
 mod dashboard;
 mod demo;

@@ -6,13 +6,18 @@
 //! the workload's namespace that selects the workload (it lists it in `workloads`, is named after
 //! it, or has an endpoint registered by it) and has that target port:
 //!
-//! - **protocol**: the port's (`detect` with a 10 s timeout when unset), with one default route
-//!   matching every request (HTTP: path prefix `/`; gRPC: every method);
-//! - **authorizations**: the port's `authorization`, or the catalog's default policy. Default
-//!   policies translate as Linkerd's: `all-unauthenticated` admits everyone from `0.0.0.0/0` and
-//!   `::/0`; `all-authenticated` admits any mesh-TLS identity (an empty suffix) from anywhere;
-//!   the `cluster-*` variants do the same from the cluster networks only; `deny` admits nobody.
-//!   Routes carry no authorizations of their own, so the server's apply to them;
+//! - **protocol**: the port's (`detect` with a 10 s timeout when unset), with the port's routes
+//!   in catalog order, then a default route matching every request (HTTP: path prefix `/`; gRPC:
+//!   every method). A route matches a method and a path (exact, prefix or regex), or on a gRPC
+//!   port a service and a method;
+//! - **authorizations**: the port's `authorization`, or the workload's default policy (its own,
+//!   else its namespace's, else the catalog's: Linkerd's pod, namespace and cluster annotations).
+//!   Default policies translate as Linkerd's: `all-unauthenticated` admits everyone from
+//!   `0.0.0.0/0` and `::/0`; `all-authenticated` admits any mesh-TLS identity (an empty suffix)
+//!   from anywhere; the `cluster-*` variants do the same from the cluster networks only; `deny`
+//!   admits nobody. Every route carries the authorizations that apply to it (its own, or the
+//!   port's), as Linkerd's policy controller sends them, so a proxy checks a request against its
+//!   route's;
 //! - **labels**: `group`/`kind`/`name` (`mesh`/`server`/`<service>-<port>`, or `""`/`default`/
 //!   `<policy>` when no service has the port).
 //!
@@ -27,14 +32,16 @@ use linkerd2_proxy_api::inbound::{
     self as api, inbound_server_policies_server::InboundServerPolicies,
     inbound_server_policies_server::InboundServerPoliciesServer,
 };
-use linkerd2_proxy_api::{grpc_route, meta};
+use linkerd2_proxy_api::{grpc_route, http_types::HttpMethod, meta};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::convert::{default_meta, duration, mesh_meta};
 use super::{BoxStream, watch_stream};
-use crate::catalog::{Authorization, Clients, DefaultPolicy, Protocol, Snapshot};
+use crate::catalog::{
+    Authorization, Clients, DefaultPolicy, InboundRoute, Network, PathMatch, Protocol, Snapshot,
+};
 
 /// How long an inbound proxy waits to detect the protocol (Linkerd's default).
 pub const DETECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -148,6 +155,7 @@ impl InboundServerPolicies for InboundPolicyService {
 
 /// The inbound policy for `workload`'s `port`.
 pub fn server(snapshot: &Snapshot, workload: &Workload, port: u16) -> api::Server {
+    let default = snapshot.default_policy_of(&workload.namespace, &workload.name);
     let found = snapshot
         .services
         .values()
@@ -158,33 +166,52 @@ pub fn server(snapshot: &Snapshot, workload: &Workload, port: u16) -> api::Serve
                 .find(|p| p.target_port == port)
                 .map(|p| (s, p))
         });
-    let (protocol, authorizations, labels) = match found {
-        Some((svc, p)) => {
-            let name = format!("{}-{}", svc.name.name, p.port);
-            let authorizations = match &p.authorization {
-                None => policy_authzs(snapshot.default_policy, &snapshot.cluster_networks),
-                Some(Authorization::Policy(policy)) => {
-                    policy_authzs(*policy, &snapshot.cluster_networks)
-                }
-                Some(Authorization::Clients(clients)) => vec![clients_authz(
-                    clients,
-                    mesh_meta("authorization", &name, &svc.name.namespace),
-                    &name,
-                )],
-            };
-            (p.protocol, authorizations, labels("mesh", "server", &name))
-        }
-        None => (
-            Protocol::Detect,
-            policy_authzs(snapshot.default_policy, &snapshot.cluster_networks),
-            labels("", "default", snapshot.default_policy.as_str()),
-        ),
+    let Some((svc, p)) = found else {
+        let authzs = policy_authzs(default, &snapshot.cluster_networks);
+        return api::Server {
+            protocol: Some(proxy_protocol(Protocol::Detect, Vec::new(), &authzs)),
+            server_ips: Vec::new(),
+            authorizations: authzs,
+            labels: labels("", "default", default.as_str()),
+        };
     };
+    let name = format!("{}-{}", svc.name.name, p.port);
+    let ns = &svc.name.namespace;
+    let authorizations = |authz: Option<&Authorization>, name: &str| match authz {
+        None => policy_authzs(default, &snapshot.cluster_networks),
+        Some(Authorization::Policy(policy)) => policy_authzs(*policy, &snapshot.cluster_networks),
+        Some(Authorization::Clients(clients)) => vec![clients_authz(
+            clients,
+            mesh_meta("authorization", name, ns),
+            name,
+        )],
+    };
+    let server_authzs = authorizations(p.authorization.as_ref(), &name);
+    // Each route carries the authorizations that apply to it, its own or the port's, as
+    // Linkerd's policy controller sends them: a proxy checks a request against its route's.
+    let routes: Vec<(&InboundRoute, Vec<api::Authz>)> = p
+        .routes
+        .iter()
+        .map(|r| {
+            let authzs = match &r.authorization {
+                Some(a) => authorizations(Some(a), &format!("{name}-{}", r.name)),
+                None => server_authzs.clone(),
+            };
+            (r, authzs)
+        })
+        .collect();
     api::Server {
-        protocol: Some(proxy_protocol(protocol)),
+        protocol: Some(proxy_protocol(
+            p.protocol,
+            routes
+                .iter()
+                .map(|(r, authzs)| (*r, ns.as_str(), authzs.clone()))
+                .collect(),
+            &server_authzs,
+        )),
         server_ips: Vec::new(),
-        authorizations,
-        labels,
+        authorizations: server_authzs,
+        labels: labels("mesh", "server", &name),
     }
 }
 
@@ -195,35 +222,101 @@ fn labels(group: &str, kind: &str, name: &str) -> std::collections::HashMap<Stri
         .collect()
 }
 
-fn proxy_protocol(protocol: Protocol) -> api::ProxyProtocol {
+/// The protocol with its routes: the catalog's, then a default route (every request) with the
+/// server's authorizations.
+fn proxy_protocol(
+    protocol: Protocol,
+    routes: Vec<(&InboundRoute, &str, Vec<api::Authz>)>,
+    server_authzs: &[api::Authz],
+) -> api::ProxyProtocol {
     use api::proxy_protocol::{self as pp, Kind};
+    let http_routes = || {
+        let mut out: Vec<api::HttpRoute> = routes
+            .iter()
+            .map(|(r, ns, authzs)| http_route(r, ns, authzs.clone()))
+            .collect();
+        out.push(default_http_route(server_authzs.to_vec()));
+        out
+    };
     let kind = match protocol {
         Protocol::Detect => Kind::Detect(pp::Detect {
             timeout: Some(duration(DETECT_TIMEOUT)),
-            http_routes: vec![default_http_route()],
+            http_routes: http_routes(),
             http_local_rate_limit: None,
         }),
         Protocol::Http1 => Kind::Http1(pp::Http1 {
-            routes: vec![default_http_route()],
+            routes: http_routes(),
             local_rate_limit: None,
         }),
         Protocol::Http2 => Kind::Http2(pp::Http2 {
-            routes: vec![default_http_route()],
+            routes: http_routes(),
             local_rate_limit: None,
         }),
-        Protocol::Grpc => Kind::Grpc(pp::Grpc {
-            routes: vec![default_grpc_route()],
-        }),
+        Protocol::Grpc => {
+            let mut out: Vec<api::GrpcRoute> = routes
+                .iter()
+                .map(|(r, ns, authzs)| grpc_route(r, ns, authzs.clone()))
+                .collect();
+            out.push(default_grpc_route(server_authzs.to_vec()));
+            Kind::Grpc(pp::Grpc { routes: out })
+        }
         Protocol::Opaque => Kind::Opaque(pp::Opaque {}),
     };
     api::ProxyProtocol { kind: Some(kind) }
 }
 
-fn default_http_route() -> api::HttpRoute {
+fn http_route(r: &InboundRoute, ns: &str, authorizations: Vec<api::Authz>) -> api::HttpRoute {
+    use route_api::path_match::Kind;
+    let path = r.condition.path.as_ref().map(|p| route_api::PathMatch {
+        kind: Some(match p {
+            PathMatch::Exact(p) => Kind::Exact(p.clone()),
+            PathMatch::Prefix(p) => Kind::Prefix(p.clone()),
+            PathMatch::Regex(re) => Kind::Regex(format!("^(?:{re})$")),
+        }),
+    });
+    api::HttpRoute {
+        metadata: Some(mesh_meta("route", &r.name, ns)),
+        hosts: Vec::new(),
+        authorizations,
+        rules: vec![api::http_route::Rule {
+            matches: vec![route_api::HttpRouteMatch {
+                path,
+                method: r.condition.method.clone().map(HttpMethod::from),
+                ..Default::default()
+            }],
+            filters: Vec::new(),
+        }],
+    }
+}
+
+fn grpc_route(r: &InboundRoute, ns: &str, authorizations: Vec<api::Authz>) -> api::GrpcRoute {
+    let rpc = r
+        .condition
+        .grpc
+        .as_ref()
+        .map(|(service, method)| grpc_route::GrpcRpcMatch {
+            service: service.clone(),
+            method: method.clone().unwrap_or_default(),
+        });
+    api::GrpcRoute {
+        metadata: Some(mesh_meta("route", &r.name, ns)),
+        hosts: Vec::new(),
+        authorizations,
+        rules: vec![api::grpc_route::Rule {
+            matches: vec![grpc_route::GrpcRouteMatch {
+                rpc,
+                ..Default::default()
+            }],
+            filters: Vec::new(),
+        }],
+    }
+}
+
+fn default_http_route(authorizations: Vec<api::Authz>) -> api::HttpRoute {
     api::HttpRoute {
         metadata: Some(default_meta("default")),
         hosts: Vec::new(),
-        authorizations: Vec::new(),
+        authorizations,
         rules: vec![api::http_route::Rule {
             matches: vec![route_api::HttpRouteMatch {
                 path: Some(route_api::PathMatch {
@@ -236,11 +329,11 @@ fn default_http_route() -> api::HttpRoute {
     }
 }
 
-fn default_grpc_route() -> api::GrpcRoute {
+fn default_grpc_route(authorizations: Vec<api::Authz>) -> api::GrpcRoute {
     api::GrpcRoute {
         metadata: Some(default_meta("default")),
         hosts: Vec::new(),
-        authorizations: Vec::new(),
+        authorizations,
         rules: vec![api::grpc_route::Rule {
             matches: vec![grpc_route::GrpcRouteMatch::default()],
             filters: Vec::new(),
@@ -260,6 +353,15 @@ fn networks(nets: &[IpNet]) -> Vec<api::Network> {
         .map(|n| api::Network {
             net: Some((*n).into()),
             except: Vec::new(),
+        })
+        .collect()
+}
+
+fn client_networks(nets: &[Network]) -> Vec<api::Network> {
+    nets.iter()
+        .map(|n| api::Network {
+            net: Some(n.net.into()),
+            except: n.except.iter().map(|e| (*e).into()).collect(),
         })
         .collect()
 }
@@ -304,9 +406,9 @@ pub fn policy_authzs(policy: DefaultPolicy, cluster_networks: &[IpNet]) -> Vec<a
 
 fn clients_authz(clients: &Clients, metadata: meta::Metadata, name: &str) -> api::Authz {
     let nets = if clients.networks.is_empty() {
-        all_networks()
+        networks(&all_networks())
     } else {
-        clients.networks.clone()
+        client_networks(&clients.networks)
     };
     let authn = if clients.unauthenticated {
         unauthenticated()
@@ -333,7 +435,7 @@ fn clients_authz(clients: &Clients, metadata: meta::Metadata, name: &str) -> api
         )
     };
     api::Authz {
-        networks: networks(&nets),
+        networks: nets,
         authentication: Some(authn),
         labels: labels("mesh", "authorization", name),
         metadata: Some(metadata),

@@ -28,6 +28,7 @@
 //!   string workload = 8;            // instance name, default: the service name
 //!   map<string, string> labels = 9;
 //!   google.protobuf.Duration lease = 10; // requested; default 30 s, clamped to [100 ms, 10 min]
+//!   string default_policy = 11;     // the workload's default inbound policy, if any
 //! }
 //! message RegisterResponse { google.protobuf.Duration lease = 1; } // granted
 //! message DeregisterRequest { string service = 1; string namespace = 2; uint32 port = 3; string address = 4; }
@@ -128,6 +129,12 @@ impl RegistrationService {
                 .map_err(|e| Status::invalid_argument(format!("invalid workload: {e}")))?;
             Some(req.workload)
         };
+        let default_policy = match req.default_policy.as_str() {
+            "" => None,
+            p => Some(p.parse().map_err(|e: String| {
+                Status::invalid_argument(format!("invalid default_policy: {e}"))
+            })?),
+        };
         let lease = match req.lease {
             None => Duration::ZERO,
             Some(d) => Duration::try_from(d)
@@ -154,6 +161,7 @@ impl RegistrationService {
             },
             workload,
             labels: req.labels.into_iter().collect::<BTreeMap<_, _>>(),
+            default_policy,
         };
         tracing::debug!(service = %registration.service, port, %addr, "register");
         let granted = self.registry.register(registration, lease);

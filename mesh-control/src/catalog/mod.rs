@@ -25,8 +25,9 @@ pub use self::file::CatalogError;
 pub use self::local::{LocalCatalog, LocalCatalogBuilder, ReloadStatus};
 pub use self::model::{
     Authorization, Backoff, Clients, DEFAULT_ENDPOINT_WEIGHT, DefaultPolicy, Endpoint,
-    EndpointSource, FailureAccrual, Port, Profile, Protocol, ProtocolHint, ResponseClass,
-    RetryBudget, Route, Service, ServiceRef, Snapshot, SplitBackend, default_cluster_networks,
+    EndpointSource, FailureAccrual, InboundCondition, InboundRoute, Network, PathMatch, Port,
+    Profile, Protocol, ProtocolHint, ResponseClass, RetryBudget, Route, Service, ServiceRef,
+    Snapshot, SplitBackend, default_cluster_networks,
 };
 pub use self::registry::{DEFAULT_LEASE, MAX_LEASE, MIN_LEASE, Registration, Registry};
 

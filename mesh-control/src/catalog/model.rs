@@ -20,6 +20,10 @@ pub struct Snapshot {
     pub default_policy: DefaultPolicy,
     /// The networks `cluster-*` policies admit.
     pub cluster_networks: Vec<IpNet>,
+    /// Default inbound policies per namespace, over [`default_policy`](Self::default_policy).
+    pub namespace_policies: BTreeMap<String, DefaultPolicy>,
+    /// Default inbound policies per workload (`(namespace, name)`), over the namespace's.
+    pub workload_policies: BTreeMap<(String, String), DefaultPolicy>,
     /// Every known service.
     pub services: BTreeMap<ServiceRef, Service>,
 }
@@ -63,8 +67,44 @@ pub struct Port {
     pub target_port: u16,
     /// How the port's traffic is proxied.
     pub protocol: Protocol,
-    /// Who may call the port; `None` applies the catalog's default policy.
+    /// Who may call the port; `None` applies the workload's default policy.
     pub authorization: Option<Authorization>,
+    /// Classes of the port's requests with an authorization of their own (Linkerd's HTTPRoutes
+    /// with an AuthorizationPolicy), first match wins; other requests get the port's.
+    pub routes: Vec<InboundRoute>,
+}
+
+/// A class of a port's requests, with the clients it admits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundRoute {
+    /// Its name (the `route_name` of the authorization metrics).
+    pub name: String,
+    /// What it matches.
+    pub condition: InboundCondition,
+    /// Who may send it; `None` admits whom the port admits.
+    pub authorization: Option<Authorization>,
+}
+
+/// What an inbound route matches: every given part must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InboundCondition {
+    /// The HTTP method; `None` matches any.
+    pub method: Option<http::Method>,
+    /// The path; `None` matches any.
+    pub path: Option<PathMatch>,
+    /// On gRPC ports: the service (`package.Service`) and, optionally, the method.
+    pub grpc: Option<(String, Option<String>)>,
+}
+
+/// How a route matches the request path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The whole path.
+    Exact(String),
+    /// A prefix of the path, on segment boundaries (`/api` matches `/api` and `/api/x`).
+    Prefix(String),
+    /// A regular expression the whole path matches.
+    Regex(String),
 }
 
 /// How traffic on a port is proxied.
@@ -255,7 +295,16 @@ pub struct Clients {
     /// Whether clients without mesh TLS are admitted too.
     pub unauthenticated: bool,
     /// The client networks the authorization applies to; empty means all.
-    pub networks: Vec<IpNet>,
+    pub networks: Vec<Network>,
+}
+
+/// A client network, less the ranges excepted from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// The network.
+    pub net: IpNet,
+    /// Ranges inside it that are not admitted.
+    pub except: Vec<IpNet>,
 }
 
 /// The named default inbound policies, as Linkerd's.
@@ -309,6 +358,8 @@ impl Default for Snapshot {
         Self {
             default_policy: DefaultPolicy::default(),
             cluster_networks: default_cluster_networks(),
+            namespace_policies: BTreeMap::new(),
+            workload_policies: BTreeMap::new(),
             services: BTreeMap::new(),
         }
     }
@@ -318,6 +369,16 @@ impl Snapshot {
     /// The service named `name`, if known.
     pub fn service(&self, name: &ServiceRef) -> Option<&Service> {
         self.services.get(name)
+    }
+
+    /// The default inbound policy of workload `name` of `namespace`: its own, else its
+    /// namespace's, else the catalog's (Linkerd's annotation hierarchy: pod, namespace, cluster).
+    pub fn default_policy_of(&self, namespace: &str, name: &str) -> DefaultPolicy {
+        self.workload_policies
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .or_else(|| self.namespace_policies.get(namespace))
+            .copied()
+            .unwrap_or(self.default_policy)
     }
 
     /// The endpoint listening on `addr`, with its service and port, if any endpoint does.

@@ -31,6 +31,8 @@ struct Saved {
     workload: Option<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    default_policy: Option<String>,
     lease_ms: u64,
 }
 
@@ -54,6 +56,7 @@ pub(crate) fn save(path: &Path, leases: &[(Registration, Duration)]) -> std::io:
             protocol: r.protocol.map(|p| p.as_str().to_owned()),
             workload: r.workload.clone(),
             labels: r.labels.clone(),
+            default_policy: r.default_policy.map(|p| p.as_str().to_owned()),
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
         })
         .collect();
@@ -112,6 +115,7 @@ pub(crate) fn load(path: &Path) -> Vec<(Registration, Duration)> {
                 protocol,
                 workload: s.workload,
                 labels: s.labels,
+                default_policy: s.default_policy.and_then(|p| p.parse().ok()),
             };
             Some((registration, Duration::from_millis(s.lease_ms)))
         })

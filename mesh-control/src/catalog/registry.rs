@@ -32,8 +32,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::model::{
-    DEFAULT_ENDPOINT_WEIGHT, Endpoint, EndpointSource, Port, Protocol, ProtocolHint, Service,
-    ServiceRef, Snapshot,
+    DEFAULT_ENDPOINT_WEIGHT, DefaultPolicy, Endpoint, EndpointSource, Port, Protocol, ProtocolHint,
+    Service, ServiceRef, Snapshot,
 };
 
 /// What a proxy registers: one address serving one port of a service.
@@ -56,6 +56,9 @@ pub struct Registration {
     pub workload: Option<String>,
     /// Metric labels.
     pub labels: BTreeMap<String, String>,
+    /// The workload's default inbound policy (Linkerd's pod annotation), for its ports no
+    /// service configures; a `workloads` entry of the catalog file overrides it.
+    pub default_policy: Option<DefaultPolicy>,
 }
 
 impl Registration {
@@ -70,6 +73,7 @@ impl Registration {
             protocol: None,
             workload: None,
             labels: BTreeMap::new(),
+            default_policy: None,
         }
     }
 }
@@ -269,15 +273,26 @@ impl Registry {
             let svc = snapshot
                 .services
                 .entry(service.clone())
-                .or_insert_with(|| Service::new(service));
+                .or_insert_with(|| Service::new(service.clone()));
             for port in &ports {
                 svc.ports.entry(*port).or_insert_with(|| Port {
                     port: *port,
                     target_port: *port,
                     protocol: reg.protocol.unwrap_or_default(),
                     authorization: None,
+                    routes: Vec::new(),
                 });
             }
+            if let Some(policy) = reg.default_policy {
+                let workload = reg.workload.clone().unwrap_or_else(|| service.name.clone());
+                snapshot
+                    .workload_policies
+                    .entry((service.namespace.clone(), workload))
+                    .or_insert(policy);
+            }
+            let Some(svc) = snapshot.services.get_mut(&service) else {
+                continue;
+            };
             svc.endpoints.retain(|e| e.addr != addr);
             svc.endpoints.push(Endpoint {
                 addr,
@@ -352,6 +367,35 @@ mod tests {
         assert_eq!(svc.endpoints.len(), 1);
         assert_eq!(svc.endpoints[0].ports, Some(BTreeSet::from([8080, 9090])));
         assert_eq!(svc.endpoints[0].source, EndpointSource::Registered);
+    }
+
+    #[tokio::test]
+    async fn a_registered_default_policy_is_the_workload_s_unless_the_file_says() {
+        let registry = Registry::new();
+        let mut r = reg(8080, "127.0.0.1:1");
+        r.default_policy = Some(DefaultPolicy::Deny);
+        registry.register(r, Duration::from_secs(10));
+        let mut snap = Snapshot::default();
+        registry.apply(&mut snap);
+        assert_eq!(
+            snap.default_policy_of("emojivoto", "web"),
+            DefaultPolicy::Deny
+        );
+        assert_eq!(
+            snap.default_policy_of("emojivoto", "other"),
+            DefaultPolicy::AllUnauthenticated
+        );
+        let mut snap = Snapshot::default();
+        snap.workload_policies.insert(
+            ("emojivoto".into(), "web".into()),
+            DefaultPolicy::AllAuthenticated,
+        );
+        registry.apply(&mut snap);
+        assert_eq!(
+            snap.default_policy_of("emojivoto", "web"),
+            DefaultPolicy::AllAuthenticated,
+            "the catalog file's entry wins"
+        );
     }
 
     #[tokio::test]

@@ -359,7 +359,10 @@ async fn inbound_get_port_and_watch_port_serve_the_port_policy() {
     assert_eq!(http1.routes.len(), 1);
     let route = &http1.routes[0];
     assert_eq!(route.metadata, Some(default_meta("default")));
-    assert!(route.authorizations.is_empty(), "the server's apply");
+    assert_eq!(
+        route.authorizations, server.authorizations,
+        "the default route carries the server's, as Linkerd's policy controller sends them"
+    );
     assert_eq!(
         route.rules[0].matches[0].path,
         Some(http_route::PathMatch {
@@ -715,4 +718,114 @@ pub fn split_weights(route: &outbound::HttpRoute) -> Vec<(String, u32)> {
             (d.path, b.weight)
         })
         .collect()
+}
+
+#[tokio::test]
+async fn inbound_routes_network_exceptions_and_default_policies_per_workload() {
+    let yaml = r#"
+defaultPolicy: all-unauthenticated
+namespaces:
+  - {name: locked, defaultPolicy: deny}
+workloads:
+  - {name: open, namespace: locked, defaultPolicy: all-authenticated}
+services:
+  - name: api
+    namespace: shop
+    ports:
+      - port: 9000
+        protocol: http1
+        authorization:
+          unauthenticated: true
+          networks: [{cidr: 10.0.0.0/8, except: [10.9.0.0/16]}]
+        routes:
+          - name: admin
+            condition: {method: POST, pathPrefix: /admin}
+            authorization: {serviceAccounts: [ops]}
+  - name: votes
+    namespace: shop
+    ports:
+      - port: 9001
+        protocol: grpc
+        routes:
+          - name: doughnut
+            condition: {grpcService: emojivoto.v1.VotingService, grpcMethod: VoteDoughnut}
+            authorization: {policy: deny}
+"#;
+    let h = Harness::start(Some(yaml)).await;
+    let mut client = InboundServerPoliciesClient::new(h.anonymous());
+    let get = |workload: &str, port: u32| PortSpec {
+        workload: workload.into(),
+        port,
+    };
+    use inbound::proxy_protocol::Kind;
+
+    // HTTP: the route with its own authorization first, the default route with the port's.
+    let server = within("GetPort", client.get_port(get("shop:api", 9000)))
+        .await
+        .expect("GetPort")
+        .into_inner();
+    let Some(Kind::Http1(http1)) = server.protocol.and_then(|p| p.kind) else {
+        panic!("expected http1")
+    };
+    assert_eq!(http1.routes.len(), 2);
+    let admin = &http1.routes[0];
+    let m = &admin.rules[0].matches[0];
+    assert_eq!(
+        m.path,
+        Some(http_route::PathMatch {
+            kind: Some(path_match::Kind::Prefix("/admin".into()))
+        })
+    );
+    assert!(m.method.is_some(), "{m:?}");
+    assert_eq!(admin.authorizations.len(), 1);
+    assert_eq!(admin.authorizations[0].labels["name"], "api-9000-admin");
+    assert_eq!(http1.routes[1].authorizations, server.authorizations);
+    let net = &server.authorizations[0].networks[0];
+    assert_eq!(
+        net.except,
+        vec![linkerd2_proxy_api::net::IpNetwork::from(
+            "10.9.0.0/16".parse::<ipnet::IpNet>().unwrap()
+        )]
+    );
+
+    // gRPC: the route matches a service and a method, and denies everyone.
+    let server = within("GetPort", client.get_port(get("shop:votes", 9001)))
+        .await
+        .expect("GetPort")
+        .into_inner();
+    let Some(Kind::Grpc(grpc)) = server.protocol.and_then(|p| p.kind) else {
+        panic!("expected grpc")
+    };
+    let rpc = grpc.routes[0].rules[0].matches[0].rpc.clone().expect("rpc");
+    assert_eq!(
+        (rpc.service.as_str(), rpc.method.as_str()),
+        ("emojivoto.v1.VotingService", "VoteDoughnut")
+    );
+    assert!(
+        grpc.routes[0].authorizations.is_empty(),
+        "deny admits nobody"
+    );
+    assert!(
+        !grpc.routes[1].authorizations.is_empty(),
+        "the port's default"
+    );
+
+    // Default policies: the workload's, else the namespace's, else the catalog's.
+    let default_of = |server: inbound::Server| server.labels["name"].clone();
+    let open = within("GetPort", client.get_port(get("locked:open", 1)))
+        .await
+        .expect("GetPort")
+        .into_inner();
+    assert_eq!(default_of(open), "all-authenticated");
+    let other = within("GetPort", client.get_port(get("locked:other", 1)))
+        .await
+        .expect("GetPort")
+        .into_inner();
+    assert_eq!(default_of(other.clone()), "deny");
+    assert!(other.authorizations.is_empty());
+    let elsewhere = within("GetPort", client.get_port(get("shop:x", 1)))
+        .await
+        .expect("GetPort")
+        .into_inner();
+    assert_eq!(default_of(elsewhere), "all-unauthenticated");
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tower::{Layer, ServiceExt};
 
 use super::Inbound;
-use super::authorize::{Authorize, DefaultPolicy};
+use super::authorize::Authorize;
 use super::target::{Accept, Http, Tls};
 use crate::connect::{ALPN_H2, ALPN_HTTP1, ALPN_OPAQUE};
 use crate::runtime::Runtime;
@@ -44,11 +44,14 @@ impl NewTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        // A client certificate is required only where the policy would refuse a client
-        // without one anyway; elsewhere it is asked for, and checked when given.
-        let auth = match self.authorize.policy() {
-            DefaultPolicy::AllAuthenticated => ClientAuth::Required,
-            _ => ClientAuth::Optional,
+        // A client certificate is asked for, and verified when given. Whether a client without
+        // one may call is the policy's decision (stage 4), which answers with a reason and
+        // follows the policy as it changes; only a fixed policy that admits nobody
+        // unauthenticated requires the certificate in the handshake already.
+        let auth = if self.authorize.policy().requires_client_certificates() {
+            ClientAuth::Required
+        } else {
+            ClientAuth::Optional
         };
         let layer = TlsServerLayer::new(&self.rt.creds)
             .client_auth(auth)

@@ -8,6 +8,9 @@
 //!    reached, 504 on a timeout);
 //! 3. **metrics** — Linkerd's inbound labels (`tls`, `client_id`, `target_addr`);
 //! 4. **tap**;
+//! 5. **authorize** — the request's route must admit the client (stage 4's
+//!    [`AuthorizeLayer`](super::authorize::AuthorizeLayer)); a refusal is answered here, and the
+//!    layers above count it and show it in tap;
 //!
 //! then stage 6, the app.
 
@@ -27,6 +30,7 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use super::Inbound;
 use super::app::App;
+use super::authorize::AuthorizeLayer;
 use super::target::Http;
 use crate::discovery::Destination;
 use crate::outbound::RspBody;
@@ -86,31 +90,19 @@ impl NewHttp {
         labels
     }
 
-    /// Serves the connection's requests to the app.
-    pub(crate) async fn serve<IO>(&self, io: IO, target: Http)
+    /// Serves the connection's requests to the app, each authorized by `authorize`.
+    pub(crate) async fn serve<IO>(&self, io: IO, target: Http, authorize: AuthorizeLayer)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let version = target.version.clone();
-        let stack = self.stack(&target);
-        self.serve_with(io, version, stack).await;
-    }
-
-    /// Serves the connection's requests with `stack` (a refusal, say).
-    pub(crate) async fn serve_with<IO>(
-        &self,
-        io: IO,
-        version: Option<mesh_core::detect::Protocol>,
-        stack: HttpStack,
-    ) where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+        let stack = self.stack(&target, authorize);
         let svc = hyper_util::service::TowerToHyperService::new(stack);
         serve::http_auto(io, svc, &self.rt, "inbound", version).await;
     }
 
     /// The per-request stack of a connection.
-    fn stack(&self, target: &Http) -> HttpStack {
+    fn stack(&self, target: &Http, authorize: AuthorizeLayer) -> HttpStack {
         let tls = &target.tls;
         let meshed = tls.client.is_some();
         let mut tap_peer = TapPeer::new(tls.accept.peer).with_tls(meshed);
@@ -149,6 +141,7 @@ impl NewHttp {
                 .layer(RescueLayer::new())
                 .layer(self.rt.metrics.http.layer(self.labels(tls)))
                 .layer(TapLayer::new(self.rt.tap.clone(), tap_meta))
+                .layer(authorize)
                 .service(forward)
                 .map_response(|rsp: http::Response<_>| {
                     rsp.map(|b| b.map_err(BoxError::from).boxed_unsync())

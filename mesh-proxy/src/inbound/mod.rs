@@ -8,11 +8,12 @@
 //! | `1_accept.rs` | accept | connection | the listener; drain tracking |
 //! | `2_detect.rs` | detect | connection | TLS, HTTP/1, HTTP/2 or opaque, from the first bytes (peeked once) |
 //! | `3_tls.rs` | TLS | connection | mutual TLS; the client's identity; ALPN as the protocol |
-//! | `4_authorize.rs` | authorize | connection | the port's policy: 403 / closed connection when refused |
+//! | `4_authorize.rs` | authorize | connection, then request | the port's policy (`policy.rs`): a closed connection, or a 403 per request, when refused |
 //! | `5_http.rs` | HTTP server | connection, then request | routes, rescue, metrics, tap |
 //! | `6_app.rs` | app | proxy | pooled connections to the app; mesh headers restored |
 //!
-//! Beside them: [`opaque`] (TCP to the app) and [`target`] (what each stage is built for).
+//! Beside them: [`opaque`] (TCP to the app), [`policy`] (who may call, kept current from the
+//! control plane) and [`target`] (what each stage is built for).
 
 #[path = "1_accept.rs"]
 mod accept;
@@ -25,6 +26,7 @@ mod detect;
 #[path = "5_http.rs"]
 mod http_server;
 mod opaque;
+pub(crate) mod policy;
 mod target;
 #[path = "3_tls.rs"]
 mod tls;
@@ -36,6 +38,7 @@ use tokio::sync::watch;
 
 pub(crate) use self::accept::Server;
 pub use self::authorize::{DefaultPolicy, UnknownPolicy};
+use self::policy::PolicyHandle;
 use crate::discovery::Destination;
 use crate::runtime::Runtime;
 
@@ -47,13 +50,13 @@ pub(crate) struct Inbound<S> {
 }
 
 impl Inbound<()> {
-    /// The inbound side of a proxy, forwarding to the app at `app` under `policy`; `profile` is
-    /// that of the workload's own service, whose routes label the requests' metrics (as
-    /// Linkerd's inbound side does with the server's service profile).
+    /// The inbound side of a proxy, forwarding to the app at `app` under the port's `policy`;
+    /// `profile` is that of the workload's own service, whose routes label the requests'
+    /// metrics (as Linkerd's inbound side does with the server's service profile).
     pub(crate) fn server(
         rt: Runtime,
         app: SocketAddr,
-        policy: DefaultPolicy,
+        policy: PolicyHandle,
         profile: Option<watch::Receiver<Arc<Destination>>>,
     ) -> Server {
         Self { rt, stack: () }

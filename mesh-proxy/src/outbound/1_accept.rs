@@ -3,8 +3,8 @@
 //! | listener | destination | protocol |
 //! |---|---|---|
 //! | authority-routed (`--outbound-listen`) | each request's `Host` / `:authority` | HTTP |
-//! | per-upstream (`--upstream AUTHORITY=ADDR`) | the configured authority | HTTP, or opaque TCP when discovery says the destination is opaque |
-//! | original destination (`--orig-dst-listen`, iptables `REDIRECT`) | the address the app dialled (`SO_ORIGINAL_DST`) | HTTP; opaque TCP for opaque destinations and server-speaks-first ports; unknown addresses are passed through untouched |
+//! | per-upstream (`--upstream AUTHORITY=ADDR`) | the configured authority | opaque TCP when discovery says the destination is opaque; else detected: HTTP, or opaque TCP for anything else |
+//! | original destination (`--orig-dst-listen`, iptables `REDIRECT`) | the address the app dialled (`SO_ORIGINAL_DST`) | as per-upstream, and opaque TCP for server-speaks-first ports; unknown addresses are passed through untouched |
 //!
 //! Every connection is counted and tracked for drain ([`serve::accept_loop`]); HTTP goes on to
 //! stage 2, opaque TCP to [`opaque`](super::opaque).
@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mesh_core::detect;
 use mesh_core::metrics::Labels;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -78,29 +79,66 @@ impl Server {
         .await;
     }
 
-    /// Serves a per-upstream listener: everything sent to it goes to `authority`, as HTTP or,
-    /// when discovery says the destination is opaque, as bytes.
+    /// Serves a per-upstream listener: everything sent to it goes to `authority`, as bytes when
+    /// discovery says the destination is opaque, else as what the client speaks (see
+    /// [`fixed`](Self::fixed)).
     pub(crate) async fn serve_upstream(self, listener: TcpListener, authority: String) {
         let authority: Arc<str> = normalize_authority(&authority).into();
-        let opaque = self
-            .inner
-            .discovery
-            .resolve(&authority)
-            .is_some_and(|d| d.borrow().protocol == Protocol::Opaque);
         let rt = self.inner.rt.clone();
         serve::accept_loop(listener, rt, "outbound", move |tcp, peer| {
             let this = self.clone();
             let authority = authority.clone();
             async move {
-                if opaque {
-                    this.inner.opaque.serve(tcp, &authority).await;
-                } else {
-                    let dst = AcceptDst::Fixed(authority);
-                    this.inner.http.serve(tcp, Accept { peer, dst }).await;
-                }
+                let opaque = this
+                    .inner
+                    .discovery
+                    .resolve(&authority)
+                    .is_some_and(|d| d.borrow().protocol == Protocol::Opaque);
+                this.fixed(tcp, peer, authority, opaque).await
             }
         })
         .await;
+    }
+
+    /// A connection to a fixed destination: opaque when the destination (or its port) says
+    /// so; otherwise the client's first bytes tell: HTTP goes to the HTTP stack, anything else
+    /// (or silence until the detect timeout: a protocol whose server speaks first) is forwarded
+    /// as bytes, as Linkerd's outbound detection does.
+    async fn fixed(&self, tcp: TcpStream, peer: SocketAddr, authority: Arc<str>, opaque: bool) {
+        let rt = &self.inner.rt;
+        if opaque {
+            return self.inner.opaque.serve(tcp, &authority).await;
+        }
+        let config = detect::Config::new()
+            .with_timeout(rt.config.detect_timeout)
+            .with_capacity(8 * 1024);
+        let (detected, io) = match detect::detect(tcp, &config).await {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "outbound detection failed");
+                rt.metrics.conn_error("outbound", "detect");
+                return;
+            }
+        };
+        match detected.protocol() {
+            p @ (detect::Protocol::Http1 | detect::Protocol::Http2) => {
+                let version = Some(p.clone());
+                let dst = AcceptDst::Fixed(authority);
+                self.inner
+                    .http
+                    .serve_as(io, Accept { peer, dst }, version)
+                    .await;
+            }
+            _ => {
+                if detected.is_timeout() {
+                    rt.metrics
+                        .detect_timeouts
+                        .get_or_create(&Labels::new().with("direction", "outbound"))
+                        .inc();
+                }
+                self.inner.opaque.serve(io, &authority).await;
+            }
+        }
     }
 
     /// Serves connections redirected to `listener` by iptables (Kubernetes-style transparent
@@ -136,12 +174,9 @@ impl Server {
         let known = self.inner.discovery.resolve(&authority);
         let opaque_port = rt.config.opaque_ports.contains(&orig.port());
         match known {
-            Some(d) if d.borrow().protocol == Protocol::Opaque || opaque_port => {
-                self.inner.opaque.serve(tcp, &authority).await;
-            }
-            Some(_) => {
-                let dst = AcceptDst::Fixed(authority);
-                self.inner.http.serve(tcp, Accept { peer, dst }).await;
+            Some(d) => {
+                let opaque = d.borrow().protocol == Protocol::Opaque || opaque_port;
+                self.fixed(tcp, peer, authority, opaque).await;
             }
             None => self.passthrough(tcp, orig, &authority).await,
         }

@@ -72,6 +72,18 @@ impl NewHttp {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_as(io, accept, None).await
+    }
+
+    /// As [`serve`](Self::serve), for a connection whose HTTP version was already detected.
+    pub(crate) async fn serve_as<IO>(
+        &self,
+        io: IO,
+        accept: Accept,
+        version: Option<mesh_core::detect::Protocol>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let dst = match accept.dst {
             AcceptDst::Fixed(authority) => {
                 let stack = self.logical.new_service(Logical {
@@ -87,7 +99,7 @@ impl NewHttp {
             logical: self.logical.clone(),
             upgrades: self.upgrades.clone(),
         };
-        serve::http_auto(io, svc, &self.rt, "outbound", None).await;
+        serve::http_auto(io, svc, &self.rt, "outbound", version).await;
     }
 }
 

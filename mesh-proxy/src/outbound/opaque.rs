@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mesh_core::BoxError;
 use mesh_core::error::{Reason, Unavailable};
 use mesh_core::metrics::Labels;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::connect::{ALPN_OPAQUE, Connector};
 use crate::discovery::Discover;
@@ -31,14 +31,20 @@ impl Opaque {
     }
 
     /// Forwards `tcp` to an endpoint of `authority` until either side closes; counts a failure.
-    pub(crate) async fn serve(&self, tcp: TcpStream, authority: &str) {
+    pub(crate) async fn serve<IO>(&self, tcp: IO, authority: &str)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         if let Err(error) = self.forward(tcp, authority).await {
             tracing::info!(%error, %authority, "opaque connection failed");
             self.rt.metrics.conn_error("outbound", "opaque_connect");
         }
     }
 
-    async fn forward(&self, tcp: TcpStream, authority: &str) -> Result<(), BoxError> {
+    async fn forward<IO>(&self, tcp: IO, authority: &str) -> Result<(), BoxError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let dest = self
             .discovery
             .resolve(authority)

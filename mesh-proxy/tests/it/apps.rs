@@ -197,28 +197,6 @@ impl Body for Zeros {
     }
 }
 
-/// A server that speaks first: on every connection it sends `banner`, then echoes.
-pub async fn banner_echo(banner: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                if tcp.write_all(banner).await.is_err() {
-                    return;
-                }
-                let (mut r, mut w) = tcp.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 /// A server that fails every response in the middle of its body. Over HTTP/1.1 it reads the
 /// request head, promises a 1 MiB body, sends 64 KiB of it and resets the connection
 /// (`SO_LINGER` 0, then close: a TCP RST); over HTTP/2 (prior knowledge) it resets the stream

@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::apps;
 use crate::support::*;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -41,7 +40,7 @@ async fn exchange(upstream: SocketAddr) {
 async fn opaque_chain(inbound_extra: impl FnOnce(SocketAddr) -> Vec<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = ca_dir(dir.path());
-    let app = apps::banner_echo(BANNER).await;
+    let app = banner_echo(BANNER).await;
     let extra = inbound_extra(app);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let inbound = inbound(&ca, "db", app, &extra).await;

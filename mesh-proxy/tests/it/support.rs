@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_proxy::{Args, Proxy};
 use mesh_tls::CertificateAuthority;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 pub const SUFFIX: &str = "serviceaccount.identity.mesh.cluster.local";
@@ -307,4 +308,26 @@ impl Chain {
     pub fn out(&self) -> SocketAddr {
         self.outbound.outbound_addr().expect("outbound listener")
     }
+}
+
+/// A server that speaks first: on every connection it sends `banner`, then echoes.
+pub async fn banner_echo(banner: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                if tcp.write_all(banner).await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
 }

@@ -120,6 +120,7 @@ fn a_known_service_without_endpoints_exists() {
             target_port: 8080,
             protocol: Protocol::Http1,
             authorization: None,
+            routes: Vec::new(),
         },
     );
     snap.services.insert(web(), svc);

@@ -14,8 +14,8 @@ use super::CatalogError;
 use super::schema::*;
 use crate::catalog::model::{
     Authorization, Backoff, Clients, DEFAULT_ENDPOINT_WEIGHT, Endpoint, EndpointSource,
-    FailureAccrual, Port, Profile, Protocol, ProtocolHint, ResponseClass, Route, Service,
-    ServiceRef, Snapshot, SplitBackend,
+    FailureAccrual, InboundCondition, InboundRoute, Network, PathMatch, Port, Profile, Protocol,
+    ProtocolHint, ResponseClass, Route, Service, ServiceRef, Snapshot, SplitBackend,
 };
 
 fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
@@ -33,6 +33,46 @@ pub(super) fn convert(doc: Doc, domain: &IdentityDomain) -> Result<Snapshot, Cat
     if let Some(nets) = &doc.cluster_networks {
         snapshot.cluster_networks = parse_networks(&nets.value)
             .map_err(|e| CatalogError::invalid(line_of(nets), "clusterNetworks", e))?;
+    }
+    for (i, ns) in doc.namespaces.iter().enumerate() {
+        let (line, field) = (line_of(ns), format!("namespaces[{i}]"));
+        check_label(&ns.value.name)
+            .map_err(|e| CatalogError::invalid(line, format!("{field}.name"), e))?;
+        let policy = ns.value.default_policy.parse().map_err(|e: String| {
+            CatalogError::invalid(line, format!("{field}.defaultPolicy"), e)
+        })?;
+        if snapshot
+            .namespace_policies
+            .insert(ns.value.name.clone(), policy)
+            .is_some()
+        {
+            let twice = format!("namespace {} is listed twice", ns.value.name);
+            return Err(CatalogError::invalid(line, field, twice));
+        }
+    }
+    for (i, w) in doc.workloads.iter().enumerate() {
+        let (line, field) = (line_of(w), format!("workloads[{i}]"));
+        let namespace = w
+            .value
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        for (part, value) in [("name", &w.value.name), ("namespace", &namespace)] {
+            check_label(value)
+                .map_err(|e| CatalogError::invalid(line, format!("{field}.{part}"), e))?;
+        }
+        let policy = w.value.default_policy.parse().map_err(|e: String| {
+            CatalogError::invalid(line, format!("{field}.defaultPolicy"), e)
+        })?;
+        let key = (namespace, w.value.name.clone());
+        if snapshot
+            .workload_policies
+            .insert(key.clone(), policy)
+            .is_some()
+        {
+            let twice = format!("workload {}.{} is listed twice", key.1, key.0);
+            return Err(CatalogError::invalid(line, field, twice));
+        }
     }
     for (i, spanned) in doc.services.into_iter().enumerate() {
         let line = line_of(&spanned);
@@ -225,25 +265,143 @@ fn convert_port(
         Some(ProtocolDoc::Grpc) => Protocol::Grpc,
         Some(ProtocolDoc::Opaque) => Protocol::Opaque,
     };
-    let authorization = match doc.authorization {
-        None => None,
-        Some(a) => {
+    let authorization = doc
+        .authorization
+        .map(|a| {
             let line = line_of(&a);
-            Some(convert_authorization(
+            convert_authorization(
                 &format!("{field}.authorization"),
                 line,
                 a.value,
                 service,
                 domain,
-            )?)
+            )
+        })
+        .transpose()?;
+    let mut routes = Vec::new();
+    for (i, r) in doc.routes.into_iter().enumerate() {
+        let line = line_of(&r);
+        let field = format!("{field}.routes[{i}]");
+        let route = convert_inbound_route(&field, line, r.value, protocol, service, domain)?;
+        if routes
+            .iter()
+            .any(|other: &InboundRoute| other.name == route.name)
+        {
+            let twice = format!("route {:?} is listed twice", route.name);
+            return Err(CatalogError::invalid(line, field, twice));
         }
-    };
+        routes.push(route);
+    }
     Ok(Port {
         port: doc.port,
         target_port: doc.target_port.unwrap_or(doc.port),
         protocol,
         authorization,
+        routes,
     })
+}
+
+fn convert_inbound_route(
+    field: &str,
+    line: Option<u64>,
+    doc: InboundRouteDoc,
+    protocol: Protocol,
+    service: &ServiceRef,
+    domain: &IdentityDomain,
+) -> Result<InboundRoute, CatalogError> {
+    if doc.name.trim().is_empty() {
+        return Err(CatalogError::invalid(
+            line,
+            format!("{field}.name"),
+            "a route needs a name",
+        ));
+    }
+    let c = doc.condition;
+    let at = |part: &str| format!("{field}.condition.{part}");
+    let grpc_port = protocol == Protocol::Grpc;
+    let http_parts =
+        c.method.is_some() || c.path.is_some() || c.path_prefix.is_some() || c.path_regex.is_some();
+    if grpc_port && http_parts {
+        return Err(CatalogError::invalid(
+            line,
+            format!("{field}.condition"),
+            "a gRPC port's routes match `grpcService` (and `grpcMethod`), not methods or paths",
+        ));
+    }
+    if !grpc_port && (c.grpc_service.is_some() || c.grpc_method.is_some()) {
+        return Err(CatalogError::invalid(
+            line,
+            format!("{field}.condition"),
+            "`grpcService`/`grpcMethod` match only on ports with `protocol: grpc`",
+        ));
+    }
+    let method = c
+        .method
+        .as_deref()
+        .map(|m| http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
+        .transpose()
+        .map_err(|e| CatalogError::invalid(line, at("method"), e.to_string()))?;
+    let path = match (c.path, c.path_prefix, c.path_regex) {
+        (None, None, None) => None,
+        (Some(p), None, None) => Some(PathMatch::Exact(
+            checked_path(&p).map_err(|e| CatalogError::invalid(line, at("path"), e))?,
+        )),
+        (None, Some(p), None) => {
+            Some(PathMatch::Prefix(checked_path(&p).map_err(|e| {
+                CatalogError::invalid(line, at("pathPrefix"), e)
+            })?))
+        }
+        (None, None, Some(r)) => {
+            regex::Regex::new(&format!("^(?:{r})$")).map_err(|e| {
+                CatalogError::invalid(line, at("pathRegex"), format!("invalid regex: {e}"))
+            })?;
+            Some(PathMatch::Regex(r))
+        }
+        _ => {
+            return Err(CatalogError::invalid(
+                line,
+                format!("{field}.condition"),
+                "give one of `path`, `pathPrefix` and `pathRegex`",
+            ));
+        }
+    };
+    let grpc = match (c.grpc_service, c.grpc_method) {
+        (Some(s), m) => Some((s, m)),
+        (None, Some(_)) => {
+            return Err(CatalogError::invalid(
+                line,
+                at("grpcMethod"),
+                "a method needs its `grpcService`",
+            ));
+        }
+        (None, None) => None,
+    };
+    let authorization = doc
+        .authorization
+        .map(|a| {
+            let line = line_of(&a);
+            convert_authorization(
+                &format!("{field}.authorization"),
+                line,
+                a.value,
+                service,
+                domain,
+            )
+        })
+        .transpose()?;
+    Ok(InboundRoute {
+        name: doc.name,
+        condition: InboundCondition { method, path, grpc },
+        authorization,
+    })
+}
+
+fn checked_path(p: &str) -> Result<String, String> {
+    if p.starts_with('/') {
+        Ok(p.to_owned())
+    } else {
+        Err(format!("{p:?} is not a path; it starts with '/'"))
+    }
 }
 
 fn convert_authorization(
@@ -309,8 +467,25 @@ fn convert_authorization(
         }
         clients.suffixes.push(s);
     }
-    clients.networks = parse_networks(&doc.networks)
-        .map_err(|e| CatalogError::invalid(line, format!("{field}.networks"), e))?;
+    for n in &doc.networks {
+        let (cidr, except) = match n {
+            NetworkDoc::Cidr(c) => (c, &[][..]),
+            NetworkDoc::WithExcept { cidr, except } => (cidr, &except[..]),
+        };
+        let bad = |e| CatalogError::invalid(line, format!("{field}.networks"), e);
+        let net = parse_network(cidr).map_err(bad)?;
+        let except = except
+            .iter()
+            .map(|e| parse_network(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        if let Some(outside) = except.iter().find(|e| !net.contains(*e)) {
+            return Err(bad(format!(
+                "{outside} is excepted from {net} but is not inside it"
+            )));
+        }
+        clients.networks.push(Network { net, except });
+    }
     Ok(Authorization::Clients(clients))
 }
 
@@ -500,13 +675,13 @@ fn convert_route(field: &str, line: Option<u64>, doc: RouteDoc) -> Result<Route,
 }
 
 fn parse_networks(nets: &[String]) -> Result<Vec<IpNet>, String> {
-    nets.iter()
-        .map(|n| {
-            n.parse::<IpNet>()
-                .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{n:?} is not a network (e.g. 10.0.0.0/8)"))
-        })
-        .collect()
+    nets.iter().map(|n| parse_network(n)).collect()
+}
+
+fn parse_network(n: &str) -> Result<IpNet, String> {
+    n.parse::<IpNet>()
+        .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{n:?} is not a network (e.g. 10.0.0.0/8)"))
 }
 
 /// A Kubernetes-style DNS label: lower-case letters, digits and `-`, at most 63.

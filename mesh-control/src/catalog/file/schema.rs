@@ -14,7 +14,27 @@ pub(super) struct Doc {
     #[serde(default)]
     pub(super) cluster_networks: Option<Spanned<Vec<String>>>,
     #[serde(default)]
+    pub(super) namespaces: Vec<Spanned<NamespaceDoc>>,
+    #[serde(default)]
+    pub(super) workloads: Vec<Spanned<WorkloadDoc>>,
+    #[serde(default)]
     pub(super) services: Vec<Spanned<ServiceDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct NamespaceDoc {
+    pub(super) name: String,
+    pub(super) default_policy: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct WorkloadDoc {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) namespace: Option<String>,
+    pub(super) default_policy: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +67,35 @@ pub(super) struct PortDoc {
     pub(super) protocol: Option<ProtocolDoc>,
     #[serde(default)]
     pub(super) authorization: Option<Spanned<AuthorizationDoc>>,
+    #[serde(default)]
+    pub(super) routes: Vec<Spanned<InboundRouteDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct InboundRouteDoc {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) condition: InboundConditionDoc,
+    #[serde(default)]
+    pub(super) authorization: Option<Spanned<AuthorizationDoc>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct InboundConditionDoc {
+    #[serde(default)]
+    pub(super) method: Option<String>,
+    #[serde(default)]
+    pub(super) path: Option<String>,
+    #[serde(default)]
+    pub(super) path_prefix: Option<String>,
+    #[serde(default)]
+    pub(super) path_regex: Option<String>,
+    #[serde(default)]
+    pub(super) grpc_service: Option<String>,
+    #[serde(default)]
+    pub(super) grpc_method: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -73,7 +122,19 @@ pub(super) struct AuthorizationDoc {
     #[serde(default)]
     pub(super) unauthenticated: bool,
     #[serde(default)]
-    pub(super) networks: Vec<String>,
+    pub(super) networks: Vec<NetworkDoc>,
+}
+
+/// A client network: `10.0.0.0/8`, or `{cidr: 10.0.0.0/8, except: [10.0.1.0/24]}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum NetworkDoc {
+    Cidr(String),
+    WithExcept {
+        cidr: String,
+        #[serde(default)]
+        except: Vec<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]

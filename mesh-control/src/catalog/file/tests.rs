@@ -198,6 +198,41 @@ fn semantic_errors_name_the_field() {
             "failureAccrual.consecutiveFailures",
             "at least 1",
         ),
+        (
+            "services:\n  - name: web\n    ports: [{port: 80, protocol: grpc, routes: [{name: a, condition: {pathPrefix: /x}}]}]\n",
+            "ports[0].routes[0].condition",
+            "grpcService",
+        ),
+        (
+            "services:\n  - name: web\n    ports: [{port: 80, routes: [{name: a, condition: {grpcService: s}}]}]\n",
+            "ports[0].routes[0].condition",
+            "protocol: grpc",
+        ),
+        (
+            "services:\n  - name: web\n    ports: [{port: 80, routes: [{name: a, condition: {path: x}}]}]\n",
+            "routes[0].condition.path",
+            "starts with '/'",
+        ),
+        (
+            "services:\n  - name: web\n    ports: [{port: 80, routes: [{name: a}, {name: a}]}]\n",
+            "ports[0].routes[1]",
+            "listed twice",
+        ),
+        (
+            "services:\n  - name: web\n    ports: [{port: 80, authorization: {unauthenticated: true, networks: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}}]\n",
+            "authorization.networks",
+            "not inside it",
+        ),
+        (
+            "namespaces: [{name: a, defaultPolicy: open}]\n",
+            "namespaces[0].defaultPolicy",
+            "all-authenticated",
+        ),
+        (
+            "workloads: [{name: a, defaultPolicy: deny}, {name: a, defaultPolicy: deny}]\n",
+            "workloads[1]",
+            "listed twice",
+        ),
     ];
     for (text, field, message) in cases {
         let e = err(text);
