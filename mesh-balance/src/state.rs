@@ -485,8 +485,8 @@ impl EndpointShared {
         self.force_view(view::GONE);
     }
 
-    /// The response headers arrived (or the request failed) `rtt` after it was sent: the
-    /// request is no longer in flight, and its latency feeds the estimate.
+    /// The response headers arrived (or the request failed, or was given up on) `rtt` after it
+    /// was sent: the request is no longer in flight, and its latency feeds the estimate.
     ///
     /// The estimate is a peak-EWMA, as tower's and Finagle's: a latency above it replaces it at
     /// once; one below pulls it down with weight `1 - e^(-elapsed/decay)`, `elapsed` being the
@@ -508,11 +508,6 @@ impl EndpointShared {
                 };
                 Some(next.to_bits())
             });
-    }
-
-    /// A request was dropped before its response headers arrived.
-    pub(crate) fn cancel(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// What P2C compares: the latency estimate, decayed toward zero while no response arrives

@@ -6,6 +6,8 @@
 //!   [`mesh_tls::certify::refresh`] keeps calling before the certificate expires;
 //! - [`destination`]: `Destination.Get` (endpoints) and `GetProfile` (routes, retries, splits);
 //! - [`inbound`]: `InboundServerPolicies.WatchPort` (who may call a port, and how);
+//! - [`outbound`]: `OutboundPolicies.Watch` (a service's routes' retries and timeouts, failure
+//!   accrual);
 //! - [`registration`]: the mesh's own `Registration` service (a proxy registering its inbound
 //!   endpoint in the local catalog), its messages shared with the server in `mesh-control`.
 //!
@@ -33,6 +35,7 @@ pub mod destination;
 mod follow;
 pub mod identity;
 pub mod inbound;
+pub mod outbound;
 pub mod registration;
 pub mod transport;
 

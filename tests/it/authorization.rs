@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use clap::Parser;
-use mesh_control::{Config as ControlConfig, ControlPlane};
-use mesh_proxy::{Args, Proxy};
+use mesh_control::ControlPlane;
+use mesh_proxy::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::emojivoto::app::voting;
+use crate::meshed::{control_plane, server, sidecar};
 use crate::proxy_support::*;
 
 const BANNER: &[u8] = b"db ready\n";
@@ -31,62 +31,10 @@ fn catalog(web: u16, grpc: u16, db: u16, admitted: &str) -> String {
     )
 }
 
-async fn proxy(cp: &ControlPlane, dir: &Path, sa: &str, args: &[&str]) -> Proxy {
-    let identity: mesh_tls::ServiceIdentity = identity(sa).parse().expect("identity");
-    let token = cp
-        .issue_token(&identity, Duration::from_secs(60))
-        .expect("token");
-    let anchors = dir.join("state").join("trust-anchors.pem");
-    let mut v: Vec<String> = [
-        "mesh-proxy",
-        "--control",
-        &cp.addr().to_string(),
-        "--control-identity",
-        cp.identity().as_str(),
-        "--trust-anchors",
-        &anchors.display().to_string(),
-        "--identity",
-        identity.as_str(),
-        "--token",
-        &token,
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(args.iter().map(|s| s.to_string()));
-    let p = Proxy::start(Args::parse_from(v).validate().expect("config"))
-        .await
-        .expect("start proxy");
-    wait_ready(p.admin_addr()).await;
-    p
-}
-
-/// A server of `app` behind its sidecar, registered as `name.test:<app port>`.
-async fn server(cp: &ControlPlane, dir: &Path, name: &str, app: SocketAddr) -> Proxy {
-    let app_s = app.to_string();
-    let register = format!("{name}.test:{}", app.port());
-    proxy(
-        cp,
-        dir,
-        name,
-        &[
-            "--inbound-listen",
-            "127.0.0.1:0",
-            "--inbound-forward",
-            &app_s,
-            "--register",
-            &register,
-        ],
-    )
-    .await
-}
-
 /// A client workload's sidecar: an outbound listener, and one per-upstream listener for `db`.
 async fn client(cp: &ControlPlane, dir: &Path, sa: &str, db: u16) -> Proxy {
     let upstream = format!("db.test.svc.cluster.local:{db}=127.0.0.1:0");
-    proxy(
+    sidecar(
         cp,
         dir,
         sa,
@@ -171,18 +119,10 @@ async fn the_catalog_admits_exactly_its_callers_and_an_edit_flips_it_live() {
 
     let yaml = dir.path().join("mesh.yaml");
     let (w, g, d) = (web_app.port(), grpc_app.port(), db_app.port());
-    std::fs::write(&yaml, catalog(w, g, d, "client")).expect("write mesh.yaml");
-    let cp = ControlPlane::start(
-        ControlConfig::new(dir.path().join("state"))
-            .listen("127.0.0.1:0".parse().expect("addr"))
-            .catalog_file(Some(yaml.clone()))
-            .poll_interval(Duration::from_millis(100)),
-    )
-    .await
-    .expect("control plane");
-    let web = server(&cp, dir.path(), "web", web_app).await;
-    let _voting = server(&cp, dir.path(), "voting", grpc_app).await;
-    let db = server(&cp, dir.path(), "db", db_app).await;
+    let cp = control_plane(dir.path(), &catalog(w, g, d, "client"), "127.0.0.1:0").await;
+    let web = server(&cp, dir.path(), "web", web_app, "web", w).await;
+    let _voting = server(&cp, dir.path(), "voting", grpc_app, "voting", g).await;
+    let db = server(&cp, dir.path(), "db", db_app, "db", d).await;
     let good = client(&cp, dir.path(), "client", d).await;
     let evil = client(&cp, dir.path(), "intruder", d).await;
 

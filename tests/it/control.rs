@@ -10,50 +10,18 @@ use clap::Parser;
 use mesh_control::{Config as ControlConfig, ControlPlane};
 use mesh_proxy::{Args, Proxy};
 
+use crate::meshed::{control_plane, sidecar};
 use crate::proxy_support::*;
 
 const MESH_YAML: &str =
     "services:\n  - name: backend\n    namespace: test\n    ports:\n      - port: 8080\n";
 
 async fn control(dir: &Path, listen: SocketAddr) -> ControlPlane {
-    let yaml = dir.join("mesh.yaml");
-    std::fs::write(&yaml, MESH_YAML).expect("write mesh.yaml");
-    ControlPlane::start(
-        ControlConfig::new(dir.join("state"))
-            .listen(listen)
-            .catalog_file(Some(yaml)),
-    )
-    .await
-    .expect("control plane")
+    control_plane(dir, MESH_YAML, &listen.to_string()).await
 }
 
 async fn proxy(cp: &ControlPlane, dir: &Path, sa: &str, args: &[&str]) -> Proxy {
-    let id = identity(sa);
-    let token = cp
-        .issue_token(&id.parse().expect("identity"), Duration::from_secs(60))
-        .expect("token");
-    let anchors = dir.join("state").join("trust-anchors.pem");
-    let mut v = vec![
-        "mesh-proxy".to_string(),
-        "--control".into(),
-        cp.addr().to_string(),
-        "--control-identity".into(),
-        cp.identity().to_string(),
-        "--trust-anchors".into(),
-        anchors.display().to_string(),
-        "--identity".into(),
-        id,
-        "--token".into(),
-        token,
-        "--admin-listen".into(),
-        "127.0.0.1:0".into(),
-    ];
-    v.extend(args.iter().map(|s| s.to_string()));
-    let p = Proxy::start(Args::parse_from(v).validate().expect("config"))
-        .await
-        .expect("start proxy");
-    wait_ready(p.admin_addr()).await;
-    p
+    sidecar(cp, dir, sa, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

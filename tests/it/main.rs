@@ -12,8 +12,10 @@ mod emojivoto;
 mod example;
 mod http;
 mod local;
+mod meshed;
 mod mtls_echo;
 mod prometheus;
+mod reliability;
 mod wait;
 
 /// The sidecar's own test support (a backend, proxies, an HTTP client), shared with mesh-proxy's

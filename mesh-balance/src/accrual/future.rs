@@ -25,10 +25,14 @@ pin_project! {
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            // Dropped before the response: no longer in flight, and no outcome (the recorder's
-            // own drop says so).
-            if let Some(shared) = this.project().recorder.as_ref().and_then(|r| r.shared.as_ref()) {
-                shared.cancel();
+            // Dropped before the response (a per-try timeout, a client gone): no longer in
+            // flight, and no outcome (the recorder's own drop says so). The time it waited is a
+            // latency the endpoint has at least, as tower's `PeakEwma` counts it: an endpoint
+            // that never answers must not look like one that was never tried.
+            let this = this.project();
+            if let Some(shared) = this.recorder.as_ref().and_then(|r| r.shared.as_ref()) {
+                let now = Instant::now();
+                shared.complete(now.saturating_duration_since(*this.sent_at), now);
             }
         }
     }

@@ -303,15 +303,21 @@ fn http_routes(svc: &Service, backends: &[(api::Backend, u32)]) -> Vec<api::Http
             backends: Some(http_distribution(backends)),
             timeouts: timeouts(route),
             retry: route.filter(|r| r.is_retryable).map(|r| {
-                let mut ranges: Vec<_> = r
-                    .response_classes
-                    .iter()
-                    .filter(|c| c.is_failure)
-                    .map(|c| api::http_route::retry::conditions::StatusRange {
-                        start: u32::from(*c.status.start()),
-                        end: u32::from(*c.status.end()),
-                    })
-                    .collect();
+                let range = |s: &std::ops::RangeInclusive<u16>| {
+                    api::http_route::retry::conditions::StatusRange {
+                        start: u32::from(*s.start()),
+                        end: u32::from(*s.end()),
+                    }
+                };
+                let mut ranges: Vec<_> = if r.retry_statuses.is_empty() {
+                    r.response_classes
+                        .iter()
+                        .filter(|c| c.is_failure)
+                        .map(|c| range(&c.status))
+                        .collect()
+                } else {
+                    r.retry_statuses.iter().map(range).collect()
+                };
                 if ranges.is_empty() {
                     ranges.push(api::http_route::retry::conditions::StatusRange {
                         start: 500,
@@ -324,7 +330,7 @@ fn http_routes(svc: &Service, backends: &[(api::Backend, u32)]) -> Vec<api::Http
                     conditions: Some(api::http_route::retry::Conditions {
                         status_ranges: ranges,
                     }),
-                    timeout: None,
+                    timeout: r.retry_timeout.map(duration),
                     backoff: Some(retry_backoff()),
                 }
             }),
@@ -401,12 +407,23 @@ fn grpc_routes(svc: &Service, backends: &[(api::Backend, u32)]) -> Vec<api::Grpc
                 .map(|r| api::grpc_route::Retry {
                     max_retries: r.max_retries,
                     max_request_bytes: MAX_RETRY_BODY,
-                    conditions: Some(api::grpc_route::retry::Conditions {
-                        internal: true,
-                        unavailable: true,
-                        ..Default::default()
+                    conditions: Some(if r.retry_grpc.is_empty() {
+                        api::grpc_route::retry::Conditions {
+                            internal: true,
+                            unavailable: true,
+                            ..Default::default()
+                        }
+                    } else {
+                        let on = |code| r.retry_grpc.contains(&code);
+                        api::grpc_route::retry::Conditions {
+                            cancelled: on(1),
+                            deadine_exceeded: on(4),
+                            resource_exhausted: on(8),
+                            internal: on(13),
+                            unavailable: on(14),
+                        }
                     }),
-                    timeout: None,
+                    timeout: r.retry_timeout.map(duration),
                     backoff: Some(retry_backoff()),
                 }),
             allow_l5d_request_headers: false,

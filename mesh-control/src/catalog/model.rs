@@ -198,6 +198,12 @@ pub struct Route {
     /// How responses are classified, first match wins; unmatched responses are successes
     /// unless a 5xx.
     pub response_classes: Vec<ResponseClass>,
+    /// Each attempt's timeout when retried (Linkerd 2.16's `retry.linkerd.io/timeout`).
+    pub retry_timeout: Option<Duration>,
+    /// The statuses retried; empty: the failure response classes, else 5xx.
+    pub retry_statuses: Vec<RangeInclusive<u16>>,
+    /// The gRPC status codes retried; empty: `INTERNAL` and `UNAVAILABLE`.
+    pub retry_grpc: Vec<i32>,
 }
 
 /// A class of responses.

@@ -18,8 +18,21 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn should_retry<Res: HttpStatus>(&self, result: &Result<Res, BoxError>) -> bool {
+    fn should_retry<Res: HttpStatus>(
+        &self,
+        route: Option<&super::RetryableRoute>,
+        result: &Result<Res, BoxError>,
+    ) -> bool {
         match result {
+            Ok(rsp) if route.is_some_and(|r| r.has_conditions()) => {
+                // The route's own conditions: statuses, and a trailers-only gRPC status.
+                let grpc = rsp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok());
+                route.is_some_and(|r| r.retries_status(rsp.status(), grpc))
+            }
             Ok(rsp) => {
                 match self
                     .classifier
@@ -71,13 +84,15 @@ where
 
     fn retry(
         &mut self,
-        _req: &mut http::Request<ReplayBody<B>>,
+        req: &mut http::Request<ReplayBody<B>>,
         result: &mut Result<Res, BoxError>,
     ) -> Option<Self::Future> {
-        if !self.should_retry(result) {
+        let route = req.extensions().get::<super::RetryableRoute>();
+        if !self.should_retry(route, result) {
             return None;
         }
-        if self.max_retries.is_some_and(|max| self.retries >= max) {
+        let max = route.and_then(|r| r.max_retries()).or(self.max_retries);
+        if max.is_some_and(|max| self.retries >= max) {
             if let Some(m) = &self.metrics {
                 m.skipped_max.inc();
             }
@@ -112,7 +127,10 @@ where
             clone.extensions_mut().insert(*t);
         }
         if let Some(r) = req.extensions().get::<super::RetryableRoute>() {
-            clone.extensions_mut().insert(*r);
+            clone.extensions_mut().insert(r.clone());
+        }
+        if let Some(t) = req.extensions().get::<crate::timeout::AttemptTimeout>() {
+            clone.extensions_mut().insert(*t);
         }
         if let Some(r) = req.extensions().get::<crate::metrics::RouteLabel>() {
             clone.extensions_mut().insert(r.clone());

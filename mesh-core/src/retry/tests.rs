@@ -85,7 +85,7 @@ async fn routes_marked_retryable_replay_their_body() {
     let (svc, seen) = scripted(vec![500]);
     let retry = RetryLayer::new(RetryBudget::default()).layer(svc);
     let mut r = req("POST", "vote=doughnut");
-    r.extensions_mut().insert(RetryableRoute);
+    r.extensions_mut().insert(RetryableRoute::new());
     let rsp = retry.oneshot(r).await.unwrap();
     assert_eq!(rsp.status(), 200);
     let seen = seen.lock().unwrap();
@@ -232,7 +232,7 @@ async fn only_marked_routes_are_retried_when_asked() {
         "an unmarked GET is sent once"
     );
     let mut marked = req("GET", "");
-    marked.extensions_mut().insert(RetryableRoute);
+    marked.extensions_mut().insert(RetryableRoute::new());
     assert_eq!(retry.oneshot(marked).await.unwrap().status(), 200);
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
@@ -254,4 +254,63 @@ async fn the_decision_made_below_is_the_one_retried_on() {
     let rsp = retry.oneshot(req("GET", "")).await.unwrap();
     assert_eq!(rsp.status(), 200);
     assert_eq!(seen.lock().unwrap().len(), 2, "the 404 was retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_says_what_to_retry_how_often_and_each_try_s_timeout() {
+    use crate::timeout::{AttemptTimeout, RouteTimeout, TimeoutLayer};
+    // 429 is retried because the route says so, 503 is not (not in its ranges), and at most
+    // twice: the third failure is returned.
+    let (svc, seen) = scripted(vec![429, 429, 429, 200]);
+    let retry = RetryLayer::new(RetryBudget::default())
+        .only_marked_routes(true)
+        .layer(svc);
+    let mut r = req("POST", "x");
+    r.extensions_mut()
+        .insert(RetryableRoute::new().limit(2).on_statuses([429..=429]));
+    let rsp = retry.clone().oneshot(r).await.unwrap();
+    assert_eq!(rsp.status(), 429, "the limit ends it");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+
+    let (svc, seen) = scripted(vec![503]);
+    let retry = RetryLayer::new(RetryBudget::default()).layer(svc);
+    let mut r = req("GET", "");
+    r.extensions_mut()
+        .insert(RetryableRoute::new().on_statuses([429..=429]));
+    assert_eq!(retry.oneshot(r).await.unwrap().status(), 503);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "503 is not the route's condition"
+    );
+
+    // The route's per-try timeout, under the retries: the hanging first try is retried.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let svc = service_fn(move |_req: Req| {
+        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            Ok::<_, Infallible>(http::Response::new(()))
+        }
+    });
+    let stack = TimeoutLayer::per_route().layer(
+        RetryLayer::new(RetryBudget::default())
+            .only_marked_routes(true)
+            .layer(TimeoutLayer::per_route().per_attempt().layer(svc)),
+    );
+    let mut r = req("GET", "");
+    r.extensions_mut()
+        .insert(RouteTimeout(Duration::from_secs(2)));
+    r.extensions_mut()
+        .insert(AttemptTimeout(Duration::from_millis(300)));
+    r.extensions_mut().insert(RetryableRoute::new().limit(1));
+    let start = tokio::time::Instant::now();
+    assert_eq!(stack.oneshot(r).await.unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(
+        start.elapsed() >= Duration::from_millis(300) && start.elapsed() < Duration::from_secs(1)
+    );
 }

@@ -21,7 +21,8 @@ impl TimeoutLayer {
         }
     }
 
-    /// Only requests carrying a [`RouteTimeout`](super::RouteTimeout) time out.
+    /// Only requests carrying a [`RouteTimeout`](super::RouteTimeout) time out (or, with
+    /// [`per_attempt`](Self::per_attempt), an [`AttemptTimeout`](super::AttemptTimeout)).
     pub const fn per_route() -> Self {
         Self {
             default: None,

@@ -47,6 +47,12 @@ use crate::classify::ErrorReason;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteTimeout(pub Duration);
 
+/// A timeout for each attempt of one request, set by a router in the request's extensions (a
+/// route's per-try timeout); a [`TimeoutLayer::per_attempt`] under a retry layer applies it,
+/// so a timed-out attempt is retried while the whole request's [`RouteTimeout`] has room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptTimeout(pub Duration);
+
 /// Which bound fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeoutScope {

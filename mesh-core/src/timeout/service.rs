@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use tower_service::Service;
 
-use super::{ResponseFuture, RouteTimeout, TimeoutScope};
+use super::{AttemptTimeout, ResponseFuture, RouteTimeout, TimeoutScope};
 use crate::BoxError;
 
 /// Fails requests whose response head does not arrive in time. See [`TimeoutLayer`](super::TimeoutLayer).
@@ -50,8 +50,12 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let after = match self.scope {
-            // A per-attempt bound is the layer's own; route timeouts bound whole requests.
-            TimeoutScope::Attempt => self.default,
+            // Route timeouts bound whole requests; a route's per-try timeout bounds attempts.
+            TimeoutScope::Attempt => req
+                .extensions()
+                .get::<AttemptTimeout>()
+                .map(|t| t.0)
+                .or(self.default),
             TimeoutScope::Request => req
                 .extensions()
                 .get::<RouteTimeout>()

@@ -16,9 +16,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use linkerd2_proxy_api::destination as api;
+use linkerd2_proxy_api::outbound as outbound_api;
+use mesh_balance::FailureAccrual;
 use mesh_balance::discover::EndpointSet;
 use mesh_balance::{Endpoint, ProtocolHint, TlsIdentity};
 use mesh_control_client::{Update, destination};
+use mesh_core::retry::RetryableRoute;
 use mesh_tls::ServiceIdentity;
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -75,6 +78,7 @@ impl Discover for Arc<ControlDiscovery> {
             protocol: Protocol::Http,
             timeout: None,
             retry_budget: None,
+            failure_accrual: None,
             routes: Vec::new(),
             backends: vec![Backend::live(1, &authority, set)],
         };
@@ -147,21 +151,48 @@ fn endpoint(w: api::WeightedAddr) -> Option<Endpoint> {
     Some(ep)
 }
 
+/// Follows the destination's profile (`GetProfile`: routes, retry budget, splits) and its
+/// outbound policy (`OutboundPolicies`: each route's retry conditions, limit and per-try
+/// timeout, failure accrual), and publishes their merge whenever either changes.
 async fn watch_profile(
     discovery: Arc<ControlDiscovery>,
     authority: String,
     tx: watch::Sender<Arc<Destination>>,
 ) {
     let mut profiles = destination::profiles(discovery.channel.clone(), authority.clone());
-    while let Some(update) = profiles.next().await {
-        let profile = match update {
-            Update::Reset(p) | Update::Next(p) => p,
-            Update::Lost(status) => {
-                tracing::debug!(%authority, %status, "profile stream lost; keeping the last profile");
-                continue;
-            }
+    let mut policies =
+        mesh_control_client::outbound::watch(discovery.channel.clone(), authority.clone());
+    let mut profile = None;
+    let mut policy = PolicyExtras::default();
+    loop {
+        tokio::select! {
+            update = profiles.next() => match update {
+                Some(Update::Reset(p) | Update::Next(p)) => profile = Some(p),
+                Some(Update::Lost(status)) => {
+                    tracing::debug!(%authority, %status, "profile stream lost; keeping the last profile");
+                    continue;
+                }
+                None => return,
+            },
+            update = policies.next() => match update {
+                Some(Update::Reset(p) | Update::Next(p)) => policy = PolicyExtras::from(p),
+                Some(Update::Lost(status)) => {
+                    // NOT_FOUND: not a service the control plane routes (an address, an
+                    // unknown name); the profile alone applies.
+                    if status.code() == tonic::Code::NotFound && policy != PolicyExtras::default() {
+                        policy = PolicyExtras::default();
+                    } else {
+                        tracing::trace!(%authority, %status, "outbound policy stream lost");
+                        continue;
+                    }
+                }
+                None => return,
+            },
+        }
+        let Some(p) = profile.clone() else {
+            continue;
         };
-        let next = profile_to_destination(&discovery, &authority, profile);
+        let next = policy.apply(profile_to_destination(&discovery, &authority, p));
         tx.send_if_modified(|cur| {
             if **cur == next {
                 false
@@ -170,6 +201,129 @@ async fn watch_profile(
                 true
             }
         });
+    }
+}
+
+/// What the outbound policy adds to a profile: per route (by name), when and how often to
+/// retry and each attempt's timeout; and failure accrual.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct PolicyExtras {
+    retries: Vec<(String, RetryableRoute, Option<Duration>)>,
+    accrual: Option<FailureAccrual>,
+}
+
+impl PolicyExtras {
+    fn apply(&self, mut dest: Destination) -> Destination {
+        dest.failure_accrual = self.accrual;
+        for route in &mut dest.routes {
+            if let Some((_, retry, timeout)) = self
+                .retries
+                .iter()
+                .find(|(name, _, _)| route.name.as_str() == name)
+            {
+                route.retry = Some(retry.clone());
+                route.attempt_timeout = *timeout;
+            }
+        }
+        dest
+    }
+}
+
+impl From<outbound_api::OutboundPolicy> for PolicyExtras {
+    fn from(p: outbound_api::OutboundPolicy) -> Self {
+        use outbound_api::proxy_protocol::Kind;
+        let mut extras = Self::default();
+        let mut http = |routes: Vec<outbound_api::HttpRoute>,
+                        fa: Option<outbound_api::FailureAccrual>| {
+            extras.accrual = extras.accrual.or_else(|| fa.and_then(accrual));
+            for r in routes {
+                let Some(name) = resource_name(r.metadata.as_ref()) else {
+                    continue;
+                };
+                let Some(retry) = r.rules.into_iter().find_map(|rule| rule.retry) else {
+                    continue;
+                };
+                let statuses = retry
+                    .conditions
+                    .map(|c| c.status_ranges)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|s| {
+                        Some(u16::try_from(s.start).ok()?..=u16::try_from(s.end).ok()?)
+                    });
+                let route = RetryableRoute::new()
+                    .limit(retry.max_retries)
+                    .on_statuses(statuses);
+                let timeout = retry.timeout.and_then(|t| Duration::try_from(t).ok());
+                extras.retries.push((name, route, timeout));
+            }
+        };
+        match p.protocol.and_then(|p| p.kind) {
+            Some(Kind::Http1(h)) => http(h.routes, h.failure_accrual),
+            Some(Kind::Http2(h)) => http(h.routes, h.failure_accrual),
+            Some(Kind::Detect(d)) => {
+                if let Some(h) = d.http1 {
+                    http(h.routes, h.failure_accrual);
+                }
+                if let Some(h) = d.http2 {
+                    http(h.routes, h.failure_accrual);
+                }
+            }
+            Some(Kind::Grpc(g)) => {
+                extras.accrual = g.failure_accrual.and_then(accrual);
+                for r in g.routes {
+                    let Some(name) = resource_name(r.metadata.as_ref()) else {
+                        continue;
+                    };
+                    let Some(retry) = r.rules.into_iter().find_map(|rule| rule.retry) else {
+                        continue;
+                    };
+                    let c = retry.conditions.unwrap_or_default();
+                    let codes = [
+                        (c.cancelled, 1),
+                        (c.deadine_exceeded, 4),
+                        (c.resource_exhausted, 8),
+                        (c.internal, 13),
+                        (c.unavailable, 14),
+                    ];
+                    let route = RetryableRoute::new()
+                        .limit(retry.max_retries)
+                        .on_grpc(codes.iter().filter(|(on, _)| *on).map(|(_, code)| *code));
+                    let timeout = retry.timeout.and_then(|t| Duration::try_from(t).ok());
+                    extras.retries.push((name, route, timeout));
+                }
+            }
+            _ => {}
+        }
+        extras
+    }
+}
+
+/// The name of a route the control plane configured (a resource, not a default).
+fn resource_name(m: Option<&linkerd2_proxy_api::meta::Metadata>) -> Option<String> {
+    match m?.kind.as_ref()? {
+        linkerd2_proxy_api::meta::metadata::Kind::Resource(r) => Some(r.name.clone()),
+        linkerd2_proxy_api::meta::metadata::Kind::Default(_) => None,
+    }
+}
+
+fn accrual(fa: outbound_api::FailureAccrual) -> Option<FailureAccrual> {
+    use outbound_api::failure_accrual::Kind;
+    match fa.kind? {
+        Kind::ConsecutiveFailures(c) => {
+            let mut accrual = FailureAccrual::consecutive(c.max_failures);
+            if let Some(b) = c.backoff {
+                let d = |t: Option<_>| t.and_then(|t| Duration::try_from(t).ok());
+                if let (Some(min), Some(max)) = (d(b.min_backoff), d(b.max_backoff)) {
+                    accrual = accrual.with_backoff(
+                        mesh_core::backoff::Backoff::new(min, max)
+                            .with_jitter(f64::from(b.jitter_ratio)),
+                    );
+                }
+            }
+            Some(accrual)
+        }
+        _ => None,
     }
 }
 
@@ -209,6 +363,7 @@ fn profile_to_destination(
         },
         timeout: None,
         retry_budget,
+        failure_accrual: None,
         routes,
         backends,
     }
@@ -253,6 +408,7 @@ fn route(r: &api::Route) -> Option<Route> {
         method,
         path,
         timeout: r.timeout.and_then(|t| Duration::try_from(t).ok()),
-        retryable: r.is_retryable,
+        retry: r.is_retryable.then(RetryableRoute::new),
+        attempt_timeout: None,
     })
 }

@@ -10,7 +10,11 @@
 //!   "retry_budget": {"ratio": 0.2, "min_per_second": 10, "ttl": "10s"},
 //!   "routes": [{"name": "vote", "method": "POST",
 //!               "path_regex": "/emojivoto.v1.VotingService/Vote.*",
-//!               "timeout": "500ms", "retryable": true}],
+//!               "timeout": "2s",
+//!               "retry": {"limit": 2, "timeout": "300ms", "http": ["5xx"],
+//!                         "grpc": ["unavailable"]}}],
+//!   "failure_accrual": {"consecutive_failures": 5,
+//!                       "backoff": {"min": "1s", "max": "60s", "jitter": 0.5}},
 //!   "backends": [{"weight": 100, "endpoints": [
 //!     {"addr": "127.0.0.1:4143",
 //!      "identity": "voting.emojivoto.serviceaccount.identity.mesh.cluster.local"}]}]
@@ -19,8 +23,14 @@
 //!
 //! - `authority`: what the app calls (`Host` / `:authority`); `:80` when no port is given.
 //! - `protocol`: `http` (default) or `opaque`.
-//! - `timeout`, `retry_budget`, `routes`: optional. Routes match in order, the first wins; a
-//!   path pattern is anchored at both ends; `retryable` retries even non-idempotent requests.
+//! - `timeout`, `retry_budget`, `routes`, `failure_accrual`: optional. Routes match in order,
+//!   the first wins; a path pattern is anchored at both ends. A route's `retry` (Linkerd 2.16's
+//!   HTTPRoute retries) retries its requests whatever their method: on the `http` statuses
+//!   (`5xx`, `429`, `500-504`) and `grpc` codes given (else what the classifier calls a
+//!   failure), on connection errors, and on attempts that exceed the per-try `timeout`, at most
+//!   `limit` times, within the retry budget; `"retryable": true` is the same without
+//!   conditions. `failure_accrual` ejects an endpoint after consecutive failures and probes it
+//!   again after the backoff.
 //! - `backends`: one, or several for a weighted split; `endpoints` is shorthand for one backend.
 //!   An endpoint without an `identity` is unmeshed and gets plaintext.
 //!
@@ -33,6 +43,7 @@ use std::sync::Arc;
 
 use mesh_core::BoxError;
 use mesh_core::metrics::RouteLabel;
+use mesh_core::retry::RetryableRoute;
 use mesh_tls::ServiceIdentity;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -177,6 +188,7 @@ struct DestinationConfig {
     routes: Vec<RouteConfig>,
     #[serde(default)]
     backends: Vec<BackendConfig>,
+    failure_accrual: Option<AccrualConfig>,
     /// Shorthand for one backend.
     #[serde(default)]
     endpoints: Vec<EndpointConfig>,
@@ -199,6 +211,38 @@ struct RouteConfig {
     timeout: Option<String>,
     #[serde(default)]
     retryable: bool,
+    retry: Option<RetryConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryConfig {
+    limit: Option<u32>,
+    timeout: Option<String>,
+    #[serde(default)]
+    http: Vec<String>,
+    #[serde(default)]
+    grpc: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccrualConfig {
+    consecutive_failures: u32,
+    backoff: Option<AccrualBackoff>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccrualBackoff {
+    min: String,
+    max: String,
+    #[serde(default = "default_jitter")]
+    jitter: f64,
+}
+
+fn default_jitter() -> f64 {
+    0.5
 }
 
 #[derive(Deserialize)]
@@ -269,12 +313,36 @@ impl DestinationConfig {
                 .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
                 .transpose()
                 .map_err(|e| invalid(at("path_regex"), Box::new(e)))?;
+            let (retry, attempt_timeout) = match &r.retry {
+                None => (r.retryable.then(RetryableRoute::new), None),
+                Some(c) => {
+                    let mut retry = RetryableRoute::new();
+                    if let Some(limit) = c.limit {
+                        retry = retry.limit(limit);
+                    }
+                    let statuses = c
+                        .http
+                        .iter()
+                        .map(|s| mesh_core::retry::status_range(s))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| invalid(at("retry.http"), Box::new(e)))?;
+                    let codes = c
+                        .grpc
+                        .iter()
+                        .map(|s| mesh_core::retry::grpc_code(s))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| invalid(at("retry.grpc"), Box::new(e)))?;
+                    retry = retry.on_statuses(statuses).on_grpc(codes);
+                    (Some(retry), duration(at("retry.timeout"), &c.timeout)?)
+                }
+            };
             routes.push(Route {
                 name: RouteLabel::new(r.name.as_str()),
                 method,
                 path,
                 timeout: duration(at("timeout"), &r.timeout)?,
-                retryable: r.retryable,
+                retry,
+                attempt_timeout,
             });
         }
         let endpoints = |eps: &[EndpointConfig]| -> Result<Vec<EndpointAddr>, DestinationsError> {
@@ -311,11 +379,28 @@ impl DestinationConfig {
                 Box::new(Unacceptable("no endpoints or backends")),
             ));
         }
+        let failure_accrual = match &self.failure_accrual {
+            None => None,
+            Some(a) => {
+                let mut accrual = mesh_balance::FailureAccrual::consecutive(a.consecutive_failures);
+                if let Some(b) = &a.backoff {
+                    let min = mesh_core::duration::parse(&b.min)
+                        .map_err(|e| invalid("failure_accrual.backoff.min".into(), Box::new(e)))?;
+                    let max = mesh_core::duration::parse(&b.max)
+                        .map_err(|e| invalid("failure_accrual.backoff.max".into(), Box::new(e)))?;
+                    accrual = accrual.with_backoff(
+                        mesh_core::backoff::Backoff::new(min, max).with_jitter(b.jitter),
+                    );
+                }
+                Some(accrual)
+            }
+        };
         Ok(Destination {
             authority,
             protocol: self.protocol,
             timeout,
             retry_budget,
+            failure_accrual,
             routes,
             backends,
         })
@@ -335,7 +420,9 @@ mod tests {
    "timeout": "2s",
    "retry_budget": {"ratio": 0.2, "min_per_second": 10, "ttl": "10s"},
    "routes": [{"name": "vote", "method": "post", "path_regex": "/vote/.*",
-               "timeout": "500ms", "retryable": true}],
+               "timeout": "500ms", "retryable": true},
+              {"name": "list", "retry": {"limit": 2, "timeout": "100ms", "http": ["5xx", "429"]}}],
+   "failure_accrual": {"consecutive_failures": 3, "backoff": {"min": "1s", "max": "5s"}},
    "backends": [
      {"weight": 90, "endpoints": [{"addr": "127.0.0.1:4143",
         "identity": "voting.emojivoto.serviceaccount.identity.mesh.cluster.local"}]},
@@ -353,6 +440,13 @@ mod tests {
         assert!(v.routes[0].matches(&req));
         let req = http::Request::post("/x/vote/doughnut").body(()).unwrap();
         assert!(!v.routes[0].matches(&req), "anchored");
+        assert_eq!(v.routes[0].retry, Some(RetryableRoute::new()));
+        let list = &v.routes[1];
+        let retry = list.retry.as_ref().expect("list retries");
+        assert_eq!(retry.max_retries(), Some(2));
+        assert!(retry.retries_status(http::StatusCode::TOO_MANY_REQUESTS, None));
+        assert_eq!(list.attempt_timeout, Some(Duration::from_millis(100)));
+        assert_eq!(v.failure_accrual.map(|a| a.max_failures()), Some(3));
         assert_eq!(
             d.resolve("redis:80").unwrap().borrow().protocol,
             Protocol::Opaque

@@ -20,6 +20,7 @@ pub use self::control::ControlDiscovery;
 pub use self::file::StaticDiscovery;
 
 use mesh_core::metrics::RouteLabel;
+use mesh_core::retry::RetryableRoute;
 use mesh_tls::ServiceIdentity;
 
 /// What a destination (an authority the app calls) resolves to.
@@ -33,6 +34,8 @@ pub struct Destination {
     pub timeout: Option<Duration>,
     /// Retry budget parameters (ratio, min per second, window).
     pub retry_budget: Option<(f32, u32, Duration)>,
+    /// When to eject an endpoint that keeps failing (`None`: never; Linkerd's default).
+    pub failure_accrual: Option<mesh_balance::FailureAccrual>,
     /// Routes, first match wins.
     pub routes: Vec<Route>,
     /// Weighted backends, each a set of endpoints.
@@ -80,10 +83,12 @@ pub struct Route {
     pub method: Option<http::Method>,
     /// Path pattern, anchored at both ends.
     pub path: Option<regex::Regex>,
-    /// Request timeout on this route.
+    /// Request timeout on this route (the whole request, retries included).
     pub timeout: Option<Duration>,
-    /// Retry even non-idempotent requests.
-    pub retryable: bool,
+    /// Whether and when its requests are retried (`None`: not retried).
+    pub retry: Option<RetryableRoute>,
+    /// Each attempt's timeout, when retried (a timed-out attempt is retried).
+    pub attempt_timeout: Option<Duration>,
 }
 
 impl PartialEq for Route {
@@ -92,7 +97,8 @@ impl PartialEq for Route {
             && self.method == o.method
             && self.path.as_ref().map(|r| r.as_str()) == o.path.as_ref().map(|r| r.as_str())
             && self.timeout == o.timeout
-            && self.retryable == o.retryable
+            && self.retry == o.retry
+            && self.attempt_timeout == o.attempt_timeout
     }
 }
 

@@ -10,7 +10,9 @@
 //! 3. **metrics** (effective: one per request) — Linkerd's labels for the destination.
 //! 4. **timeout** — the route's or the destination's request timeout; above retries, so it
 //!    bounds the whole exchange.
-//! 5. **retry** — within the destination's budget; below it, **actual** metrics count attempts.
+//! 5. **retry** — what the route says (Linkerd 2.16's retry conditions: statuses, gRPC codes;
+//!    a limit), within the destination's budget; below it, **actual** metrics count attempts,
+//!    and the route's **per-try timeout** bounds each attempt (a timed-out attempt is retried).
 //!    Each attempt's response arrives classified from stage 5 (failure accrual judges it once;
 //!    the metrics and the retry policy read that judgment).
 //!
@@ -31,11 +33,11 @@ use mesh_core::BoxError;
 use mesh_core::error::{Reason, Unavailable};
 use mesh_core::metrics::Labels;
 use mesh_core::rescue::RescueLayer;
-use mesh_core::retry::{RetryBudget, RetryLayer, RetryableRoute};
+use mesh_core::retry::{RetryBudget, RetryLayer};
 use mesh_core::stack::NewService;
 use mesh_core::stack::cache::{Cache, Cached};
 use mesh_core::tap::TapMeta;
-use mesh_core::timeout::{RouteTimeout, TimeoutLayer};
+use mesh_core::timeout::{AttemptTimeout, RouteTimeout, TimeoutLayer};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::util::BoxCloneSyncService;
@@ -214,6 +216,9 @@ impl NewProfileSwitch {
                     .counters(rt.metrics.retries.counters(&labels)),
             )
             .layer(rt.metrics.http_actual.layer(labels))
+            // Under the retries: a route's per-try timeout, so a timed-out attempt is retried
+            // while the request's own timeout (above) has room.
+            .layer(TimeoutLayer::per_route().per_attempt())
             .service(split)
             .map_response(|rsp: http::Response<_>| {
                 let (mut parts, body) = rsp.into_parts();
@@ -301,8 +306,11 @@ fn route(req: &mut http::Request<Incoming>, routes: &[Route], default: Option<Du
         req.extensions_mut().insert(RouteTimeout(t));
     }
     if let Some(r) = matched {
-        if r.retryable {
-            req.extensions_mut().insert(RetryableRoute);
+        if let Some(retry) = &r.retry {
+            req.extensions_mut().insert(retry.clone());
+            if let Some(t) = r.attempt_timeout {
+                req.extensions_mut().insert(AttemptTimeout(t));
+            }
         }
         req.extensions_mut().insert(r.name.clone());
     }

@@ -53,6 +53,7 @@ impl NewService<Profiled> for NewSplit {
                 backend,
                 endpoints,
                 meta: target.meta.clone(),
+                accrual: target.dest.failure_accrual,
             };
             let name = concrete.name();
             (name, b.weight, self.concrete.new_service(concrete))

@@ -69,7 +69,7 @@ impl NewService<Concrete> for NewBalancer {
         Builder::new(target.name())
             .failfast_timeout(cfg.failfast_timeout)
             // Failure accrual is opt-in, as Linkerd's is: a destination's policy turns it on.
-            .failure_accrual(None)
+            .failure_accrual(target.accrual)
             .metrics(&self.rt.metrics.balance)
             .build(
                 updates,

@@ -76,6 +76,8 @@ pub(crate) struct Concrete {
     pub(crate) backend: Backend,
     pub(crate) endpoints: EndpointSet,
     pub(crate) meta: Arc<DestinationMeta>,
+    /// When to eject an endpoint (part of the key: a new policy builds a new balancer).
+    pub(crate) accrual: Option<mesh_balance::FailureAccrual>,
 }
 
 /// Which backend of a destination a [`Concrete`] is.
@@ -111,7 +113,9 @@ impl Concrete {
 
 impl PartialEq for Concrete {
     fn eq(&self, other: &Self) -> bool {
-        self.logical == other.logical && self.backend == other.backend
+        self.logical == other.logical
+            && self.backend == other.backend
+            && self.accrual == other.accrual
     }
 }
 
@@ -121,6 +125,10 @@ impl Hash for Concrete {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.logical.hash(state);
         self.backend.hash(state);
+        if let Some(a) = &self.accrual {
+            let b = a.backoff();
+            (a.max_failures(), b.min(), b.max(), b.jitter().to_bits()).hash(state);
+        }
     }
 }
 

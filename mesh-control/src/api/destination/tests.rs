@@ -147,6 +147,9 @@ fn routes_translate_to_profile_conditions() {
             status: 500..=504,
             is_failure: true,
         }],
+        retry_timeout: None,
+        retry_statuses: Vec::new(),
+        retry_grpc: Vec::new(),
     };
     let p = route(&r);
     assert!(p.is_retryable);

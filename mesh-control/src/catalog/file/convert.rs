@@ -663,7 +663,7 @@ fn convert_route(field: &str, line: Option<u64>, doc: RouteDoc) -> Result<Route,
             is_failure: rc.is_failure,
         });
     }
-    Ok(Route {
+    let mut route = Route {
         name: doc.name,
         method,
         path_regex: doc.condition.path_regex,
@@ -671,7 +671,44 @@ fn convert_route(field: &str, line: Option<u64>, doc: RouteDoc) -> Result<Route,
         max_retries: doc.max_retries.unwrap_or(3),
         timeout,
         response_classes,
-    })
+        retry_timeout: None,
+        retry_statuses: Vec::new(),
+        retry_grpc: Vec::new(),
+    };
+    if let Some(retry) = doc.retry {
+        // `retry` is Linkerd 2.16's form of `isRetryable` + `maxRetries`, with conditions.
+        let at = |part: &str| format!("{field}.retry.{part}");
+        route.is_retryable = true;
+        route.max_retries = retry.limit.or(doc.max_retries).unwrap_or(3);
+        route.retry_timeout = retry
+            .timeout
+            .as_deref()
+            .map(duration::parse)
+            .transpose()
+            .map_err(|e| CatalogError::invalid(line, at("timeout"), e.to_string()))?;
+        for s in &retry.http {
+            let range = mesh_core::retry::status_range(s)
+                .map_err(|e| CatalogError::invalid(line, at("http"), e.to_string()))?;
+            route.retry_statuses.push(range);
+        }
+        for g in &retry.grpc {
+            let code = mesh_core::retry::grpc_code(g)
+                .map_err(|e| CatalogError::invalid(line, at("grpc"), e.to_string()))?;
+            // The outbound policy API carries these five.
+            if ![1, 4, 8, 13, 14].contains(&code) {
+                return Err(CatalogError::invalid(
+                    line,
+                    at("grpc"),
+                    format!(
+                        "{g:?} cannot be retried; use cancelled, deadline-exceeded, \
+                         resource-exhausted, internal or unavailable"
+                    ),
+                ));
+            }
+            route.retry_grpc.push(code);
+        }
+    }
+    Ok(route)
 }
 
 fn parse_networks(nets: &[String]) -> Result<Vec<IpNet>, String> {

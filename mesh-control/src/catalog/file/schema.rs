@@ -188,6 +188,22 @@ pub(super) struct RouteDoc {
     pub(super) timeout: Option<String>,
     #[serde(default)]
     pub(super) response_classes: Vec<ResponseClassDoc>,
+    #[serde(default)]
+    pub(super) retry: Option<RetryDoc>,
+}
+
+/// Linkerd 2.16's retry policy of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RetryDoc {
+    #[serde(default)]
+    pub(super) limit: Option<u32>,
+    #[serde(default)]
+    pub(super) timeout: Option<String>,
+    #[serde(default)]
+    pub(super) http: Vec<String>,
+    #[serde(default)]
+    pub(super) grpc: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

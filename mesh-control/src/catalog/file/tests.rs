@@ -51,7 +51,9 @@ fn the_example_means_what_it_says() {
     assert_eq!(routes[0].path_regex.as_deref(), Some("/api/list"));
     assert!(routes[0].is_retryable);
     assert_eq!(routes[0].timeout, Some(Duration::from_millis(500)));
-    assert_eq!(routes[0].max_retries, 3);
+    assert_eq!(routes[0].max_retries, 2);
+    assert_eq!(routes[0].retry_timeout, Some(Duration::from_millis(150)));
+    assert_eq!(routes[0].retry_statuses, vec![500..=599, 429..=429]);
     assert_eq!(routes[1].timeout, Some(Duration::from_secs(1)));
     assert_eq!(
         routes[1].response_classes,
